@@ -1,0 +1,301 @@
+"""config.yaml → validated, frozen pydantic models.
+
+Loading order: read YAML → expand ``${VAR}`` / ``${VAR:-default}`` in every
+string → apply ``MONITOR_*`` environment overrides → validate. Any problem is
+a :class:`~monitor.errors.ConfigError` whose message names the file, the line,
+the key path and what was expected.
+
+Environment overrides: ``MONITOR_`` followed by the key path in upper case with
+``_`` between levels, e.g. ``MONITOR_DATABASE_URL`` → ``database.url``,
+``MONITOR_PRIVACY_STORE_TEXT`` → ``privacy.store_text``. Lists take a comma
+list or JSON (``MONITOR_HASHTAGS=metoo,notallmen``; ``MONITOR_SOURCES='[...]'``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import unicodedata
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from monitor.errors import ConfigError
+from monitor.sources.settings import HttpSettings, SourceConfig
+
+__all__ = [
+    "DEFAULT_CONFIG_FILE",
+    "Config",
+    "DatabaseSettings",
+    "PrivacySettings",
+    "SentimentSettings",
+    "load_config",
+    "normalise_tag",
+]
+
+DEFAULT_CONFIG_FILE = "config.yaml"
+ENV_PREFIX = "MONITOR_"
+
+
+def normalise_tag(raw: str) -> str:
+    """NFKC, casefold, strip '#' and trailing punctuation: '#MeToo.' → 'metoo'."""
+    tag = unicodedata.normalize("NFKC", raw).strip().lstrip("#＃")
+    tag = tag.casefold()
+    # keep letters, digits, marks and '_' (Unicode-aware); cut at the first other char
+    out = []
+    for ch in tag:
+        if ch == "_" or unicodedata.category(ch)[0] in ("L", "N", "M"):
+            out.append(ch)
+        else:
+            break
+    return "".join(out)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseSettings(_Strict):
+    url: str = "sqlite:///data/monitor.db"
+    echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
+            raise ValueError(
+                f"expected a sqlite:/// or postgresql:// URL, got {value.split('@')[-1]!r}"
+            )
+        return value
+
+
+class PrivacySettings(_Strict):
+    """What is kept about people. Defaults are the cautious ones."""
+
+    store_text: bool = False
+    authors: Literal["keep", "hash", "drop"] = "hash"
+    # keyed hash secret; empty → a random secret is created beside the database
+    hash_secret: str = ""
+    example_posts_in_alerts: bool = False
+
+
+class SentimentSettings(_Strict):
+    """Languages VADER scores; posts in other languages get NULL sentiment."""
+
+    languages: list[str] = Field(default_factory=lambda: ["en"])
+    score_undetected: bool = False  # score posts whose language could not be determined
+
+
+class LoggingSettings(_Strict):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Config(_Strict):
+    """The whole configuration; see config.yaml for a commented example."""
+
+    database: DatabaseSettings = DatabaseSettings()
+    hashtags: list[str] = Field(
+        default_factory=lambda: ["metoo", "howiwillchange", "notallmen", "ididit"], min_length=1
+    )
+    privacy: PrivacySettings = PrivacySettings()
+    sentiment: SentimentSettings = SentimentSettings()
+    logging: LoggingSettings = LoggingSettings()
+    http: HttpSettings = HttpSettings()
+    sources: list[SourceConfig] = Field(default_factory=list)
+
+    @field_validator("hashtags")
+    @classmethod
+    def _tags(cls, values: list[str]) -> list[str]:
+        out: list[str] = []
+        for raw in values:
+            if not isinstance(raw, str):
+                raise ValueError(f"expected a tag string without '#', got {raw!r}")
+            tag = normalise_tag(raw)
+            if not tag or tag != normalise_tag("#" + raw.lstrip("#").strip()):
+                raise ValueError(f"expected a tag of letters, digits or '_', got {raw!r}")
+            if tag not in out:
+                out.append(tag)
+        return out
+
+    def followed(self, override: list[str] | None = None) -> list[str]:
+        """Tags for a source: its own list if given, else the top-level hashtags."""
+        if override:
+            return [normalise_tag(t) for t in override]
+        return list(self.hashtags)
+
+
+# ---------------------------------------------------------------------------- loading
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+def _expand(value: Any, env: Mapping[str, str], path: str, file: str) -> Any:
+    if isinstance(value, str):
+
+        def repl(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env and env[name] != "":
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(
+                file, path or "(top)", f"environment variable {name} is not set and has no default"
+            )
+
+        return _ENV_REF.sub(repl, value)
+    if isinstance(value, list):
+        return [_expand(v, env, f"{path}[{i}]", file) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: _expand(v, env, f"{path}.{k}" if path else str(k), file) for k, v in value.items()}
+    return value
+
+
+def _parse_env_value(raw: str, annotation_is_list: bool) -> Any:
+    text = raw.strip()
+    if text.startswith(("[", "{")):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            pass
+    if annotation_is_list:
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return raw
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> list[str]:
+    """Apply MONITOR_* overrides in place; returns the key paths that were set."""
+    applied: list[str] = []
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        model: type[BaseModel] | None = Config
+        target = data
+        path: list[str] = []
+        while model is not None and rest:
+            match = None
+            for field_name in sorted(model.model_fields, key=len, reverse=True):
+                if rest == field_name or rest.startswith(field_name + "_"):
+                    match = field_name
+                    break
+            if match is None:
+                break
+            path.append(match)
+            rest = rest[len(match) + 1 :]
+            annotation = model.model_fields[match].annotation
+            if rest and isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                sub = target.get(match)
+                if not isinstance(sub, dict):
+                    sub = {}
+                    target[match] = sub
+                target = sub
+                model = annotation
+                continue
+            if not rest:
+                is_list = "list" in str(annotation)
+                target[match] = _parse_env_value(env[name], is_list)
+                applied.append(".".join(path))
+            break
+    return applied
+
+
+def _loc_to_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("mastodon", "bluesky_search", "jetstream") or "[" in str(part):
+            continue  # discriminated-union tags are not part of the user's key path
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """Find the YAML line for a validation error location (1-based)."""
+    line = None
+    for part in loc:
+        if node is None:
+            break
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            nxt = None
+            for key_node, value_node in node.value:
+                if key_node.value == part:
+                    line = key_node.start_mark.line + 1
+                    nxt = value_node
+            node = nxt
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part < len(node.value):
+                node = node.value[part]
+                line = node.start_mark.line + 1
+            else:
+                node = None
+    return line
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    msg = str(error["msg"])
+    msg = msg.removeprefix("Value error, ")
+    kind = str(error.get("type", ""))
+    got = error.get("input")
+    if kind == "extra_forbidden":
+        return "unknown key (check the spelling; see config.yaml for the known keys)"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "union_tag_invalid":
+        return f"expected type one of mastodon, bluesky_search, jetstream, got {got!r}"
+    if "got" in msg:
+        return msg
+    if isinstance(got, dict | list):
+        return f"expected {msg[0].lower() + msg[1:]}"
+    return f"expected {msg[0].lower() + msg[1:]}, got {got!r}"
+
+
+def parse_config(
+    data: Any, *, file: str = DEFAULT_CONFIG_FILE, env: Mapping[str, str] | None = None,
+    node: yaml.Node | None = None,
+) -> Config:
+    """Validate an already-parsed YAML document (a mapping) into a Config."""
+    env = os.environ if env is None else env
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(file, "", f"expected a mapping of settings, got {type(data).__name__}")
+    data = _expand(data, env, "", file)
+    _apply_env(data, env)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = tuple(first["loc"])
+        line = _line_of(node, loc)
+        where = f"{file}:{line}" if line else file
+        raise ConfigError(where, _loc_to_path(loc), _describe(first)) from None
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Load and validate a config file; a missing default file means all defaults."""
+    env = os.environ if env is None else env
+    explicit = path is not None or "MONITOR_CONFIG" in env
+    file = Path(path if path is not None else env.get("MONITOR_CONFIG", DEFAULT_CONFIG_FILE))
+    if not file.exists():
+        if explicit:
+            raise ConfigError(str(file), "", "file not found")
+        return parse_config({}, file=str(file), env=env)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(file), "", f"cannot read: {exc}") from None
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{file}:{mark.line + 1}" if mark is not None else str(file)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(where, "", f"invalid YAML: {problem}") from None
+    return parse_config(data, file=str(file), env=env, node=node)

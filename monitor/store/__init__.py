@@ -1,0 +1,1 @@
+"""The SQL store: schema, one-transaction writes, trend reads."""

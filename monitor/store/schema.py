@@ -1,0 +1,222 @@
+"""SQLAlchemy 2 tables (design.md "Data model"). Alembic migrations mirror these.
+
+Timestamps are stored as UTC and always come back timezone-aware, on SQLite
+as on PostgreSQL (see :class:`UTCDateTime`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "BUCKET_SECONDS",
+    "alerts",
+    "cursors",
+    "deletions",
+    "deliveries",
+    "metadata",
+    "outbox",
+    "post_tags",
+    "posts",
+    "silences",
+    "stream_health",
+    "tag_buckets",
+]
+
+BUCKET_SECONDS = 300  # the base bucket: 5 minutes
+
+# BIGINT on PostgreSQL, INTEGER (the rowid alias, so autoincrement works) on SQLite
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every dialect."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        assert isinstance(value, datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+posts = Table(
+    "posts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("platform", String(32), nullable=False),
+    Column("key", String(512), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("collected_at", UTCDateTime(), nullable=False),
+    Column("author", String(256)),
+    Column("url", Text),
+    Column("lang", String(16)),
+    Column("text", Text),
+    Column("is_repost", Boolean, nullable=False, default=False),
+    Column("sensitive", Boolean, nullable=False, default=False),
+    Column("compound", Float),
+    Column("pos", Float),
+    Column("neu", Float),
+    Column("neg", Float),
+    UniqueConstraint("platform", "key"),
+    Index("ix_posts_created_at", "created_at"),
+)
+
+post_tags = Table(
+    "post_tags",
+    metadata,
+    Column("post_id", Id, ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag", String(200), primary_key=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index("ix_post_tags_tag_created_at", "tag", "created_at"),
+)
+
+tag_buckets = Table(
+    "tag_buckets",
+    metadata,
+    Column("tag", String(200), primary_key=True),
+    Column("bucket_start", UTCDateTime(), primary_key=True),
+    Column("posts", Integer, nullable=False, default=0),
+    Column("scored", Integer, nullable=False, default=0),
+    Column("compound_sum", Float, nullable=False, default=0.0),
+    Column("compound_sq_sum", Float, nullable=False, default=0.0),
+    Column("positive", Integer, nullable=False, default=0),
+    Column("neutral", Integer, nullable=False, default=0),
+    Column("negative", Integer, nullable=False, default=0),
+    Index("ix_tag_buckets_bucket_start", "bucket_start"),
+)
+
+cursors = Table(
+    "cursors",
+    metadata,
+    Column("source", String(64), primary_key=True),
+    Column("stream", String(512), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+stream_health = Table(
+    "stream_health",
+    metadata,
+    Column("source", String(64), primary_key=True),
+    Column("stream", String(512), primary_key=True),
+    Column("last_attempt_at", UTCDateTime()),
+    Column("last_success_at", UTCDateTime()),
+    Column("last_error_at", UTCDateTime()),
+    Column("last_error", Text),
+    Column("last_post_at", UTCDateTime()),
+    Column("lag_seconds", Float),
+    Column("posts_collected", BigInteger, nullable=False, default=0),
+    Column("posts_rejected", BigInteger, nullable=False, default=0),
+    Column("fetch_errors", BigInteger, nullable=False, default=0),
+)
+
+deletions = Table(
+    "deletions",
+    metadata,
+    Column("platform", String(32), primary_key=True),
+    Column("key", String(512), primary_key=True),
+    Column("seen_at", UTCDateTime(), nullable=False),
+    Column("applied_at", UTCDateTime()),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("fingerprint", String(512), nullable=False, unique=True),
+    Column("rule", String(128), nullable=False),
+    Column("labels", JSON, nullable=False),
+    Column("state", String(16), nullable=False),  # inactive|pending|firing|resolved
+    Column("active_since", UTCDateTime()),
+    Column("fired_at", UTCDateTime()),
+    Column("resolved_at", UTCDateTime()),
+    Column("last_true_at", UTCDateTime()),
+    Column("last_notified_at", UTCDateTime()),
+    Column("last_eval_at", UTCDateTime()),
+    Column("value", Float),
+    Column("summary", Text),
+    Column("annotations", JSON, nullable=False, default=dict),
+    Index("ix_alerts_state", "state"),
+)
+
+silences = Table(
+    "silences",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("matchers", JSON, nullable=False),  # {"rule": "spike", "tag": "metoo"}
+    Column("starts_at", UTCDateTime(), nullable=False),
+    Column("ends_at", UTCDateTime(), nullable=False),
+    Column("comment", Text, nullable=False, default=""),
+    Column("created_by", String(128), nullable=False, default=""),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(128), nullable=False, unique=True),
+    Column("kind", String(32), nullable=False),  # firing|resolved|repeat|digest
+    Column("alert_id", Id, ForeignKey("alerts.id", ondelete="SET NULL")),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("done_at", UTCDateTime()),  # every notifier delivered (or gave up)
+    Index("ix_outbox_done_at", "done_at"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("outbox_id", Id, ForeignKey("outbox.id", ondelete="CASCADE"), primary_key=True),
+    Column("notifier", String(64), primary_key=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime()),
+    Column("delivered_at", UTCDateTime()),
+    Column("last_error", Text),
+)
