@@ -12,7 +12,7 @@ import io
 import json
 import sys
 from collections.abc import Sequence
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -21,7 +21,8 @@ from rich.console import Console
 from rich.table import Table
 
 from monitor.config import Config, load_config
-from monitor.errors import ConfigError, MonitorError
+from monitor.errors import ConfigError, InputError, MonitorError
+from monitor.sources.files import PRESETS, parse_mapping
 from monitor.store.db import make_engine, migrate
 
 __all__ = ["ConfigOption", "OutputFormat", "app", "emit_rows", "fail", "main", "open_store"]
@@ -42,7 +43,7 @@ ConfigOption = Annotated[
 ]
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     table = "table"
     csv = "csv"
     json = "json"
@@ -70,7 +71,10 @@ def open_store(config: Config, *, upgrade: bool = True) -> Any:
 
 
 def emit_rows(
-    rows: Sequence[dict[str, Any]], fmt: OutputFormat, *, title: str | None = None,
+    rows: Sequence[dict[str, Any]],
+    fmt: OutputFormat,
+    *,
+    title: str | None = None,
     columns: Sequence[str] | None = None,
 ) -> None:
     """Print rows as a Rich table, CSV or JSON (the same columns in every format)."""
@@ -114,9 +118,10 @@ def check_config(
     """Validate a config file; exit 2 with one line naming the problem."""
     cfg = get_config(file or config)
     sources = len(cfg.sources)
+    where = cfg.database.url.split("@")[-1]
     console.print(
         f"ok: {file or config or 'config.yaml'}: {len(cfg.hashtags)} hashtags, "
-        f"{sources} source{'s' if sources != 1 else ''}, database {cfg.database.url.split('@')[-1]}",
+        f"{sources} source{'s' if sources != 1 else ''}, database {where}",
         highlight=False,
     )
 
@@ -130,6 +135,53 @@ def init_db(config: ConfigOption = None) -> None:
     except MonitorError as exc:
         fail(str(exc))
     console.print("database is at the latest schema", highlight=False)
+
+
+@app.command("import")
+def import_command(
+    file: Annotated[Path, typer.Argument(help="JSONL or CSV file (optionally .gz)")],
+    platform: Annotated[str, typer.Option("--platform", "-p", help="platform name, e.g. twitter")],
+    preset: Annotated[
+        str, typer.Option(help="column mapping preset: " + ", ".join(sorted(PRESETS)))
+    ] = "native",
+    map_: Annotated[
+        list[str] | None,
+        typer.Option("--map", help="FIELD=COLUMN, e.g. author=user.screen_name (repeatable)"),
+    ] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="tag every imported post with TAG")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Import historical posts; resumable, malformed lines reported as FILE:LINE: reason."""
+    from monitor.config import normalise_tag
+    from monitor.importer import import_file
+
+    cfg = get_config(config)
+    if preset not in PRESETS:
+        fail(f"--preset: expected one of {', '.join(sorted(PRESETS))}, got {preset!r}", 2)
+    if not file.is_file():
+        fail(f"{file}: file not found", 2)
+    try:
+        mapping = {**PRESETS[preset], **parse_mapping(map_ or [])}
+        engine = open_store(cfg)
+        summary = import_file(
+            engine,
+            cfg,
+            file,
+            platform.strip().lower(),
+            mapping=mapping,
+            default_tags=tuple(normalise_tag(t) for t in tag or []),
+            on_reject=lambda r: err_console.print(str(r), highlight=False, markup=False),
+        )
+    except MonitorError as exc:
+        fail(str(exc), 2 if isinstance(exc, InputError) else 1)
+    resumed = f" (resumed after line {summary.skipped_lines})" if summary.skipped_lines else ""
+    console.print(
+        f"{file}: {summary.stored} stored, {summary.duplicates} duplicates, "
+        f"{summary.rejected} rejected{resumed}",
+        highlight=False,
+    )
 
 
 # Command modules of later stages register themselves here (each defines register(app)).
@@ -149,4 +201,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         app(args=list(argv) if argv is not None else None, standalone_mode=True)
     except MonitorError as exc:
-        fail(str(exc))
+        # raised outside a command's own handling: still one line, no traceback
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2 if isinstance(exc, ConfigError) else 1)

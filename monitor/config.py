@@ -150,7 +150,9 @@ def _expand(value: Any, env: Mapping[str, str], path: str, file: str) -> Any:
     if isinstance(value, list):
         return [_expand(v, env, f"{path}[{i}]", file) for i, v in enumerate(value)]
     if isinstance(value, dict):
-        return {k: _expand(v, env, f"{path}.{k}" if path else str(k), file) for k, v in value.items()}
+        return {
+            k: _expand(v, env, f"{path}.{k}" if path else str(k), file) for k, v in value.items()
+        }
     return value
 
 
@@ -256,7 +258,10 @@ def _describe(error: Mapping[str, Any]) -> str:
 
 
 def parse_config(
-    data: Any, *, file: str = DEFAULT_CONFIG_FILE, env: Mapping[str, str] | None = None,
+    data: Any,
+    *,
+    file: str = DEFAULT_CONFIG_FILE,
+    env: Mapping[str, str] | None = None,
     node: yaml.Node | None = None,
 ) -> Config:
     """Validate an already-parsed YAML document (a mapping) into a Config."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Insert, Table, select
+from sqlalchemy import Connection, Engine, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.models import Cursor, ScoredPost, StreamKey
@@ -52,7 +52,7 @@ def bucket_start(ts: datetime) -> datetime:
     return datetime.fromtimestamp(epoch - epoch % BUCKET_SECONDS, tz=UTC)
 
 
-def insert_for(conn: Connection, table: Table) -> Insert:
+def insert_for(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
     """A dialect INSERT that understands ON CONFLICT (SQLite and PostgreSQL)."""
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
@@ -230,15 +230,17 @@ def write_batch(
             _save_cursor(conn, cursor, now)
         if stream is not None:
             newest = max((p.created_at for p in unique.values()), default=None)
-            _touch_health(conn, stream, now, collected=len(inserted), rejected=rejected,
-                          newest=newest)
+            _touch_health(
+                conn, stream, now, collected=len(inserted), rejected=rejected, newest=newest
+            )
     return WriteResult(
         inserted=len(inserted), duplicates=len(posts_in) - len(inserted), tag_rows=len(tag_rows)
     )
 
 
-def record_failure(engine: Engine, stream: StreamKey, error: str, now: datetime | None = None
-                   ) -> None:
+def record_failure(
+    engine: Engine, stream: StreamKey, error: str, now: datetime | None = None
+) -> None:
     """Note a failed fetch in the stream's health (one line, no post content)."""
     with engine.begin() as conn:
         _touch_health(conn, stream, now or datetime.now(UTC), error=error[:500])

@@ -1,0 +1,308 @@
+"""Trend reads over the store: per-step series, top tags, co-occurring tags.
+
+Everything here is a GROUP BY in SQL over ``tag_buckets`` (5-minute rollups) or
+``post_tags``; Python only fills empty steps and turns rows into records. The
+same functions answer on SQLite and PostgreSQL.
+
+Time ranges are half-open ``[since, until)`` in UTC. Series steps are aligned to
+UTC step boundaries counted from the Unix epoch (so ``1h`` starts on the hour and
+``1d`` at UTC midnight); a range is widened to whole steps (``since`` floored,
+``until`` ceiled) so that no bucket is cut in half.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Engine,
+    Float,
+    and_,
+    case,
+    cast,
+    distinct,
+    func,
+    literal_column,
+    select,
+)
+
+from monitor.errors import InputError
+from monitor.store.schema import BUCKET_SECONDS, post_tags, posts, tag_buckets
+
+__all__ = [
+    "MAX_POINTS",
+    "CoTag",
+    "SeriesPoint",
+    "TagTotal",
+    "align_range",
+    "cotags",
+    "series",
+    "step_seconds",
+    "top_tags",
+]
+
+# a fill of more steps than this is almost surely a mistake (5m over years)
+MAX_POINTS = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesPoint:
+    """One tag in one step. ``mean_compound`` is None when nothing was scored."""
+
+    tag: str
+    bucket: datetime  # start of the step, aware UTC
+    posts: int
+    scored: int
+    mean_compound: float | None
+    positive: int
+    neutral: int
+    negative: int
+
+
+@dataclass(frozen=True, slots=True)
+class TagTotal:
+    """A tag's volume in a period and in the equal period before it.
+
+    ``growth`` is ``(posts - previous) / previous``; None when the tag was absent
+    before (a new tag has no finite growth).
+    """
+
+    tag: str
+    posts: int
+    previous: int
+    growth: float | None
+    scored: int
+    mean_compound: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class CoTag:
+    """A tag seen on the same posts as the queried tag.
+
+    ``share`` is the fraction of the queried tag's posts that also carry this
+    tag; ``mean_compound`` is over those shared posts that were scored.
+    """
+
+    tag: str
+    posts: int
+    share: float
+    scored: int
+    mean_compound: float | None
+
+
+def _utc(dt: datetime) -> datetime:
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def step_seconds(step: timedelta) -> int:
+    """Validate a series step: a positive whole multiple of the 5-minute base bucket."""
+    seconds = step.total_seconds()
+    if seconds <= 0 or seconds % BUCKET_SECONDS != 0:
+        raise InputError(
+            "step", f"expected a positive multiple of 5m (e.g. 5m, 1h, 1d), got {seconds:g}s"
+        )
+    return int(seconds)
+
+
+def align_range(since: datetime, until: datetime, step: int) -> tuple[datetime, datetime]:
+    """Widen ``[since, until)`` to whole UTC steps of *step* seconds."""
+    since, until = _utc(since), _utc(until)
+    if until <= since:
+        raise InputError("range", f"expected since before until, got {since:%Y-%m-%d %H:%M} "
+                                  f"to {until:%Y-%m-%d %H:%M}")
+    start = int(since.timestamp()) // step * step
+    end_ts = until.timestamp()
+    end = int(-(-end_ts // step)) * step
+    return datetime.fromtimestamp(start, tz=UTC), datetime.fromtimestamp(end, tz=UTC)
+
+
+def _bucket_epoch(engine: Engine, column: Any, step: int) -> ColumnElement[int]:
+    """The epoch second of the step holding *column*, in the engine's SQL dialect.
+
+    The step is rendered as a literal (it is a validated int) so the same
+    expression text appears in SELECT and GROUP BY, which PostgreSQL requires.
+    """
+    size: ColumnElement[Any] = literal_column(str(step), BigInteger)
+    if engine.dialect.name == "postgresql":
+        epoch: ColumnElement[Any] = func.floor(func.extract("epoch", column) / size) * size
+    else:
+        # SQLite keeps timestamps as 'YYYY-MM-DD HH:MM:SS.ffffff' text in UTC
+        epoch = (cast(func.strftime("%s", column), BigInteger) // size) * size
+    return cast(epoch, BigInteger)
+
+
+def series(
+    engine: Engine,
+    tags: Sequence[str],
+    since: datetime,
+    until: datetime,
+    step: timedelta = timedelta(hours=1),
+) -> list[SeriesPoint]:
+    """Per tag, per step in ``[since, until)``: volume and sentiment, holes filled with zeros.
+
+    Points come ordered by tag (in the order given) then time. Tags are matched
+    exactly (pass normalised tags: ``metoo``, not ``#MeToo``).
+    """
+    size = step_seconds(step)
+    start, end = align_range(since, until, size)
+    n_steps = int((end - start).total_seconds()) // size
+    wanted = list(dict.fromkeys(tags))
+    if n_steps * max(len(wanted), 1) > MAX_POINTS:
+        raise InputError("step", f"{n_steps} steps × {len(wanted)} tags is too many points; "
+                                 "use a larger step or a shorter range")
+    if not wanted:
+        return []
+    b = tag_buckets.c
+    bucket = _bucket_epoch(engine, b.bucket_start, size).label("bucket")
+    stmt = (
+        select(
+            b.tag,
+            bucket,
+            func.sum(b.posts).label("posts"),
+            func.sum(b.scored).label("scored"),
+            func.sum(b.compound_sum).label("compound_sum"),
+            func.sum(b.positive).label("positive"),
+            func.sum(b.neutral).label("neutral"),
+            func.sum(b.negative).label("negative"),
+        )
+        .where(b.tag.in_(wanted), b.bucket_start >= start, b.bucket_start < end)
+        .group_by(b.tag, bucket)
+    )
+    found: dict[tuple[str, int], Any] = {}
+    with engine.connect() as conn:
+        for got in conn.execute(stmt):
+            found[(got.tag, int(got.bucket))] = got
+    out: list[SeriesPoint] = []
+    first = int(start.timestamp())
+    for tag in wanted:
+        for i in range(n_steps):
+            epoch = first + i * size
+            row = found.get((tag, epoch))
+            when = datetime.fromtimestamp(epoch, tz=UTC)
+            if row is None:
+                out.append(SeriesPoint(tag, when, 0, 0, None, 0, 0, 0))
+                continue
+            scored = int(row.scored or 0)
+            out.append(
+                SeriesPoint(
+                    tag=tag,
+                    bucket=when,
+                    posts=int(row.posts or 0),
+                    scored=scored,
+                    mean_compound=float(row.compound_sum) / scored if scored else None,
+                    positive=int(row.positive or 0),
+                    neutral=int(row.neutral or 0),
+                    negative=int(row.negative or 0),
+                )
+            )
+    return out
+
+
+def top_tags(
+    engine: Engine,
+    since: datetime,
+    until: datetime,
+    limit: int = 20,
+    *,
+    order: str = "volume",
+    min_posts: int = 5,
+) -> list[TagTotal]:
+    """Tags by volume in ``[since, until)``, with growth against the equal period before.
+
+    ``order="growth"`` ranks by growth instead, among tags with at least
+    *min_posts* posts in the period (tiny tags would otherwise top any growth
+    list by noise); tags new in the period rank first, by volume.
+    """
+    if order not in ("volume", "growth"):
+        raise InputError("order", f"expected 'volume' or 'growth', got {order!r}")
+    if limit <= 0:
+        raise InputError("limit", f"expected a positive number, got {limit}")
+    since, until = _utc(since), _utc(until)
+    if until <= since:
+        raise InputError("range", "expected since before until")
+    before = since - (until - since)
+    b = tag_buckets.c
+    in_now = b.bucket_start >= since
+    current = func.sum(case((in_now, b.posts), else_=0)).label("posts")
+    previous = func.sum(case((in_now, 0), else_=b.posts)).label("previous")
+    scored = func.sum(case((in_now, b.scored), else_=0)).label("scored")
+    csum = func.sum(case((in_now, b.compound_sum), else_=0.0)).label("compound_sum")
+    stmt = (
+        select(b.tag, current, previous, scored, csum)
+        .where(b.bucket_start >= before, b.bucket_start < until)
+        .group_by(b.tag)
+        .having(current > 0)
+    )
+    if order == "volume":
+        stmt = stmt.order_by(current.desc(), b.tag).limit(limit)
+    else:
+        ratio = cast(current, Float) / func.nullif(previous, 0)
+        stmt = (
+            stmt.having(current >= min_posts)
+            .order_by(case((previous == 0, 0), else_=1), ratio.desc(), current.desc(), b.tag)
+            .limit(limit)
+        )
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    out = []
+    for row in rows:
+        now_posts, prev_posts, n_scored = int(row.posts), int(row.previous), int(row.scored)
+        out.append(
+            TagTotal(
+                tag=row.tag,
+                posts=now_posts,
+                previous=prev_posts,
+                growth=(now_posts - prev_posts) / prev_posts if prev_posts else None,
+                scored=n_scored,
+                mean_compound=float(row.compound_sum) / n_scored if n_scored else None,
+            )
+        )
+    return out
+
+
+def cotags(
+    engine: Engine, tag: str, since: datetime, until: datetime, limit: int = 20
+) -> list[CoTag]:
+    """Tags found on the same posts as *tag* in ``[since, until)``, most frequent first."""
+    if limit <= 0:
+        raise InputError("limit", f"expected a positive number, got {limit}")
+    since, until = _utc(since), _utc(until)
+    a = post_tags.alias("a")
+    o = post_tags.alias("o")
+    in_range = and_(a.c.tag == tag, a.c.created_at >= since, a.c.created_at < until)
+    with engine.connect() as conn:
+        total = int(conn.execute(select(func.count(distinct(a.c.post_id))).where(in_range))
+                    .scalar_one())
+        if total == 0:
+            return []
+        n = func.count().label("posts")
+        stmt = (
+            select(
+                o.c.tag,
+                n,
+                func.count(posts.c.compound).label("scored"),
+                func.avg(posts.c.compound).label("mean_compound"),
+            )
+            .select_from(a.join(o, and_(o.c.post_id == a.c.post_id, o.c.tag != a.c.tag))
+                         .join(posts, posts.c.id == a.c.post_id))
+            .where(in_range)
+            .group_by(o.c.tag)
+            .order_by(n.desc(), o.c.tag)
+            .limit(limit)
+        )
+        rows = conn.execute(stmt).all()
+    return [
+        CoTag(
+            tag=row.tag,
+            posts=int(row.posts),
+            share=int(row.posts) / total,
+            scored=int(row.scored),
+            mean_compound=None if row.mean_compound is None else float(row.mean_compound),
+        )
+        for row in rows
+    ]
