@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from monitor.errors import ConfigError
+from monitor.notify.settings import NotifySettings
 from monitor.sources.settings import HttpSettings, SourceConfig
 
 __all__ = [
@@ -39,6 +40,10 @@ __all__ = [
 
 DEFAULT_CONFIG_FILE = "config.yaml"
 ENV_PREFIX = "MONITOR_"
+# discriminator values of tagged unions (sources by type, rules by kind);
+# pydantic puts them in error locations, where they are not keys the user wrote
+_UNION_TAGS = {"mastodon", "bluesky_search", "jetstream", "spike", "sentiment_shift",
+               "emerging_cotag", "flatline", "function-after", "function-before"}
 
 
 def normalise_tag(raw: str) -> str:
@@ -106,6 +111,7 @@ class Config(_Strict):
     logging: LoggingSettings = LoggingSettings()
     http: HttpSettings = HttpSettings()
     sources: list[SourceConfig] = Field(default_factory=list)
+    notify: NotifySettings = NotifySettings()
 
     @field_validator("hashtags")
     @classmethod
@@ -115,7 +121,8 @@ class Config(_Strict):
             if not isinstance(raw, str):
                 raise ValueError(f"expected a tag string without '#', got {raw!r}")
             tag = normalise_tag(raw)
-            if not tag or tag != normalise_tag("#" + raw.lstrip("#").strip()):
+            whole = unicodedata.normalize("NFKC", raw).strip().lstrip("#＃").casefold()
+            if not tag or tag != whole:
                 raise ValueError(f"expected a tag of letters, digits or '_', got {raw!r}")
             if tag not in out:
                 out.append(tag)
@@ -205,13 +212,20 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> list[str]:
     return applied
 
 
+def _user_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """Drop pydantic's union/discriminator steps, which are not keys the user wrote."""
+    return tuple(
+        part
+        for part in loc
+        if not (isinstance(part, str) and (part in _UNION_TAGS or "[" in part or "-" in part))
+    )
+
+
 def _loc_to_path(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("mastodon", "bluesky_search", "jetstream") or "[" in str(part):
-            continue  # discriminated-union tags are not part of the user's key path
         else:
             out += f".{part}" if out else str(part)
     return out
@@ -248,13 +262,20 @@ def _describe(error: Mapping[str, Any]) -> str:
         return "unknown key (check the spelling; see config.yaml for the known keys)"
     if kind == "missing":
         return "required key is missing"
-    if kind == "union_tag_invalid":
-        return f"expected type one of mastodon, bluesky_search, jetstream, got {got!r}"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        expected = error.get("ctx", {}).get("expected_tags", "")
+        tag = error.get("ctx", {}).get("tag")
+        return f"expected one of {expected}, got {tag!r}"
+    msg = msg.replace("Input should be", "expected").replace("input should be", "expected")
+    if kind == "string_type":
+        msg = "expected a string"
     if "got" in msg:
         return msg
+    if not msg.startswith("expected"):
+        msg = f"expected {msg[0].lower() + msg[1:]}"
     if isinstance(got, dict | list):
-        return f"expected {msg[0].lower() + msg[1:]}"
-    return f"expected {msg[0].lower() + msg[1:]}, got {got!r}"
+        return msg
+    return f"{msg}, got {got!r}"
 
 
 def parse_config(
@@ -276,7 +297,9 @@ def parse_config(
         return Config.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        loc = tuple(first["loc"])
+        loc = _user_loc(tuple(first["loc"]))
+        if first.get("type") in ("union_tag_invalid", "union_tag_not_found"):
+            loc = (*loc, str(first.get("ctx", {}).get("discriminator", "type")).strip("'"))
         line = _line_of(node, loc)
         where = f"{file}:{line}" if line else file
         raise ConfigError(where, _loc_to_path(loc), _describe(first)) from None
