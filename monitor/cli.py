@@ -185,7 +185,7 @@ def import_command(
 
 
 # Command modules of later stages register themselves here (each defines register(app)).
-_COMMAND_MODULES: tuple[str, ...] = ()
+_COMMAND_MODULES: tuple[str, ...] = ("monitor.analyse.commands",)
 
 
 def _register_all() -> None:

@@ -1,10 +1,10 @@
 """File import wiring: sources.files → enrich → store, in batches, resumable.
 
 Resuming: the number of the last stored line is saved as the cursor of the
-stream ``file:<absolute path>`` in the same transaction as the batch, together
-with the file's size and the hash of its first 64 KiB; a rerun on the same
-file starts after that line, and the unique (platform, key) drops anything
-stored twice, so importing the same file twice adds nothing.
+stream ``<platform>:<absolute path>`` in the same transaction as the batch,
+together with the file's size and the hash of its first 64 KiB; a rerun on the
+same file, or on that file with lines appended, starts after that line, and
+the unique (platform, key) drops anything stored twice, so importing the same file twice adds nothing.
 """
 
 from __future__ import annotations
@@ -43,10 +43,20 @@ class ImportSummary:
     rejections: list[Rejected] = field(default_factory=list)
 
 
-def _fingerprint(path: Path) -> str:
+_HEAD = 65536
+
+
+def _head_hash(path: Path, size: int) -> str:
     with path.open("rb") as handle:
-        head = handle.read(65536)
-    return f"{path.stat().st_size}:{hashlib.sha256(head).hexdigest()[:16]}"
+        return hashlib.sha256(handle.read(min(_HEAD, size))).hexdigest()[:16]
+
+
+def _same_file_grown(path: Path, state: Mapping[str, object]) -> bool:
+    """True when *path* is the file the cursor was saved for, possibly with lines appended."""
+    size = state.get("size")
+    if not isinstance(size, int) or path.stat().st_size < size:
+        return False
+    return state.get("head") == _head_hash(path, size)
 
 
 def import_file(
@@ -64,12 +74,13 @@ def import_file(
     """Import one file; malformed lines are reported, counted and skipped."""
     enricher = enricher or Enricher.from_config(config)
     stream = f"{platform}:{path.resolve()}"
-    fingerprint = _fingerprint(path)
+    size = path.stat().st_size
+    identity = {"size": size, "head": _head_hash(path, size)}
     saved = load_cursor(engine, SOURCE, stream)
     start_line = 0
     if saved is not None:
         state = json.loads(saved.value)
-        if state.get("fingerprint") == fingerprint:
+        if _same_file_grown(path, state):
             start_line = int(state.get("line", 0))
     summary = ImportSummary(file=str(path), skipped_lines=start_line)
     pending: list[Post] = []
@@ -78,14 +89,15 @@ def import_file(
     def flush() -> None:
         if not pending:
             return
-        cursor = Cursor(SOURCE, stream, json.dumps({"fingerprint": fingerprint, "line": last_line}))
+        cursor = Cursor(SOURCE, stream, json.dumps({**identity, "line": last_line}))
         result = write_batch(engine, enricher.enrich_many(pending), cursor=cursor)
         summary.stored += result.inserted
         summary.duplicates += result.duplicates
         pending.clear()
 
-    for item in read_posts(path, platform, mapping, default_tags=default_tags,
-                           start_line=start_line):
+    for item in read_posts(
+        path, platform, mapping, default_tags=default_tags, start_line=start_line
+    ):
         if isinstance(item, Rejected):
             summary.rejected += 1
             if len(summary.rejections) < 1000:
@@ -100,7 +112,10 @@ def import_file(
             flush()
     flush()
     log.info(
-        "import %s: %d stored, %d duplicates, %d rejected", path.name, summary.stored,
-        summary.duplicates, summary.rejected,
+        "import %s: %d stored, %d duplicates, %d rejected",
+        path.name,
+        summary.stored,
+        summary.duplicates,
+        summary.rejected,
     )
     return summary

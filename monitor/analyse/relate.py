@@ -180,11 +180,8 @@ def cross_correlation(a: FloatArray, b: FloatArray, max_lag: int) -> Crosscorrel
         return Crosscorrelation(tuple(lags), tuple(0.0 for _ in lags), None, None, band, n)
     values = []
     for k in lags:
-        if k >= 0:
-            s = float(np.dot(a[: n - k], b[k:]))
-        else:
-            s = float(np.dot(a[-k:], b[: n + k]))
-        values.append(s / denom)
+        pair = (a[: n - k], b[k:]) if k >= 0 else (a[-k:], b[: n + k])
+        values.append(float(np.dot(*pair)) / denom)
     best = max(range(len(lags)), key=lambda i: (abs(values[i]), -abs(lags[i])))
     return Crosscorrelation(tuple(lags), tuple(values), lags[best], values[best], band, n)
 

@@ -43,6 +43,10 @@ class SpikeParams:
     bucket: timedelta = timedelta(minutes=5)
     baseline_days: int = 14
     min_history: timedelta = timedelta(days=2)
+    # a spike must also stand out against this series' own recent surprises:
+    # its ratio must reach this quantile of the ratios of the last `rarity_days`
+    rarity: float = 0.0
+    rarity_days: int = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,9 @@ class SpikeDetector:
         self._day_totals: list[deque[float]] = [deque(maxlen=6) for _ in range(7)]
         self._recent_days: deque[float] = deque(maxlen=28)
         self._window: deque[float] = deque(maxlen=p.smooth)
+        self._ratios: deque[float] = deque(maxlen=p.rarity_days * per_day)
+        self._sorted_cache: list[float] = []
+        self._since_sort = 0
         self._first: datetime | None = None
         self._day: datetime | None = None
         self._day_sum = 0.0
@@ -99,6 +106,19 @@ class SpikeDetector:
         factor = statistics.median(totals) / overall
         # a weekday is quieter or busier, but not by an order of magnitude
         return min(2.0, max(0.5, factor))
+
+    def _rarity_score(self, ratio: float) -> float:
+        # re-sorting every bucket is wasteful; an hour-old order is close enough
+        if self._since_sort >= 12 or not self._sorted_cache:
+            self._sorted_cache = sorted(self._ratios)
+            self._since_sort = 0
+        self._since_sort += 1
+        ref = self._sorted_cache[min(len(self._sorted_cache) - 1,
+                                     int(self.params.rarity * len(self._sorted_cache)))]
+        if ref <= 0:
+            return 1.0
+        strength = math.log(ratio) / math.log(max(ref, 1.0001)) if ratio > 1 else 0.0
+        return 1.0 / (1.0 + math.exp(-4.0 * math.log(max(strength, 1e-9))))
 
     def update(self, at: datetime, value: float) -> SpikeAssessment:
         """Judge the bucket starting at *at* holding *value* posts, then learn from it."""
@@ -127,8 +147,15 @@ class SpikeDetector:
             ratio = (level + 1.0) / (expected + 1.0)
             z = (level - expected) / spread
             score = _score(ratio, z, level, p)
+            if p.rarity > 0 and score > 0 and len(self._ratios) >= self._ratios.maxlen // 2:
+                score = min(score, self._rarity_score(ratio))
+            self._ratios.append(ratio)
         slot.append(level)
         return SpikeAssessment(at, value, level, expected, ratio, z, score, young)
+
+
+def _unused() -> None:
+    pass
 
 
 def _score(ratio: float, z: float, level: float, p: SpikeParams) -> float:

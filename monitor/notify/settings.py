@@ -11,7 +11,7 @@ import re
 from datetime import timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from monitor.durations import Duration
 
@@ -93,6 +93,14 @@ class EmailSettings(_Strict):
     cotags: int = Field(default=8, ge=0, le=50)
     dashboard_url: str = ""  # linked from every email when set
     digest: DigestSettings = DigestSettings()
+
+    @model_validator(mode="after")
+    def _usable(self) -> EmailSettings:
+        if self.enabled and not self.smtp.host:
+            raise ValueError("email is enabled but smtp.host is empty; set notify.email.smtp.host")
+        if self.enabled and not self.recipients:
+            raise ValueError("email is enabled but has no recipients; add notify.email.recipients")
+        return self
 
     @field_validator("recipients", mode="before")
     @classmethod

@@ -1,0 +1,76 @@
+"""The inline PNG chart and the text sparkline of a tag's recent volume."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from datetime import datetime
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+from matplotlib.figure import Figure
+
+__all__ = ["SPARK_CHARS", "render_chart", "sparkline"]
+
+SPARK_CHARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float], width: int = 48) -> str:
+    """Block characters scaled to the max; long series are averaged down to *width*."""
+    if not values:
+        return ""
+    vals = list(values)
+    if len(vals) > width:
+        step = len(vals) / width
+        vals = [
+            sum(vals[int(i * step): max(int((i + 1) * step), int(i * step) + 1)])
+            / max(int((i + 1) * step) - int(i * step), 1)
+            for i in range(width)
+        ]
+    top = max(vals)
+    if top <= 0:
+        return SPARK_CHARS[0] * len(vals)
+    last = len(SPARK_CHARS) - 1
+    return "".join(SPARK_CHARS[min(last, round(v / top * last))] for v in vals)
+
+
+def render_chart(
+    times: Sequence[datetime],
+    posts_per_hour: Sequence[float],
+    *,
+    tag: str,
+    active_since: datetime | None = None,
+    firing: bool = True,
+) -> bytes:
+    """A 700×220 PNG: posts per hour, the alert's active period shaded.
+
+    Uses the Agg canvas on a bare Figure (no pyplot state), so it is safe in a
+    worker thread.
+    """
+    fig = Figure(figsize=(7.0, 2.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    colour = "#c0392b" if firing else "#2c7a4b"
+    if times:
+        ax.plot(list(times), list(posts_per_hour), color="#34495e", linewidth=1.4)
+        ax.fill_between(list(times), list(posts_per_hour), color="#34495e", alpha=0.08)
+        if active_since is not None and active_since >= times[0]:
+            ax.axvspan(active_since, times[-1], color=colour, alpha=0.12, linewidth=0)
+            ax.axvline(active_since, color=colour, linewidth=1, linestyle="--")
+        locator = AutoDateLocator(minticks=3, maxticks=8)
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    else:
+        ax.text(0.5, 0.5, "no data in this period", ha="center", va="center",
+                transform=ax.transAxes, color="#7f8c8d")
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("posts / hour", fontsize=8)
+    ax.set_title(f"#{tag} — posts per hour (UTC)", fontsize=9, loc="left")
+    ax.tick_params(labelsize=7)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.grid(axis="y", color="#ecf0f1", linewidth=0.8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()

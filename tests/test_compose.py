@@ -1,0 +1,59 @@
+"""docker-compose.yml parses and agrees with config.yaml (no Docker engine here to run it)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from monitor.config import _apply_env, load_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+def expand_compose_defaults(value: str) -> str:
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+
+
+def test_services_present() -> None:
+    services = compose()["services"]
+    assert {"monitor", "postgres", "mosquitto", "mailpit"} <= set(services)
+    assert services["monitor"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_monitor_env_is_understood_by_config() -> None:
+    """Every MONITOR_* variable the compose file sets lands on a real config key."""
+    env_block = compose()["services"]["monitor"]["environment"]
+    env = {k: expand_compose_defaults(str(v)) for k, v in env_block.items()}
+    config = load_config(REPO / "config.yaml", env=env)
+    overrides = {k: v for k, v in env.items() if k.startswith("MONITOR_")}
+    referenced = set(re.findall(r"\$\{(MONITOR_[A-Z_]+)", (REPO / "config.yaml").read_text()))
+    applied = _apply_env({}, {k: v for k, v in overrides.items() if k not in referenced})
+    assert len(applied) == len([k for k in overrides if k not in referenced]), applied
+    # the database URL points at the compose PostgreSQL with its credentials
+    pg = compose()["services"]["postgres"]["environment"]
+    url = config.database.url
+    assert url.startswith("postgresql://")
+    assert (
+        f"{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}@postgres:5432/{pg['POSTGRES_DB']}" in url
+    )
+
+
+def test_published_ports_match() -> None:
+    services = compose()["services"]
+    ports = {s: [str(p).split(":")[0] for p in services[s].get("ports", [])] for s in services}
+    assert "5432" in ports["postgres"]
+    assert "1883" in ports["mosquitto"]
+    assert {"1025", "8025"} <= set(ports["mailpit"])
+    config = load_config(REPO / "config.yaml", env={})
+    web = getattr(config, "web", None)
+    if web is not None:
+        assert str(web.port) in ports["monitor"]
