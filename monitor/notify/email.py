@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -364,7 +363,6 @@ class EmailNotifier(Notifier):
                 start_tls=smtp.security == "starttls",
                 validate_certs=smtp.validate_certs,
                 timeout=smtp.timeout.total_seconds(),
-                local_hostname=socket.getfqdn() or "localhost",
             )
         except aiosmtplib.SMTPException as exc:
             raise NotifyError(f"email to {formataddr(('', self.recipient.address))} via "

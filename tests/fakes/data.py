@@ -91,15 +91,13 @@ class SeedPost:
 
     def html(self) -> str:
         """Mastodon-style sanitised HTML with hashtag links."""
-        body = self.text
+        # escape first (sentences may hold a literal '<br>' or '&'), then link the tags
+        body = self.text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         for tag in self.tags:
             word = "#" + DISPLAY.get(tag, tag)
             link = (f'<a href="https://origin.example/tags/{tag}" class="mention hashtag" '
                     f'rel="tag">#<span>{DISPLAY.get(tag, tag)}</span></a>')
             body = body.replace(word, link)
-        # sentences may contain a literal '<br>' and '&': escape like Mastodon does
-        body = body.replace("&", "&amp;").replace("<br>", "&lt;br&gt;")
-        body = body.replace("&lt;a href", "<a href")
         return f"<p>{body}</p>"
 
 

@@ -1,0 +1,429 @@
+"""Bluesky through Jetstream: the JSON firehose, filtered here for the followed tags.
+
+Jetstream (v1 ``/subscribe``) sends every event of the network for the
+collections asked for: about every new post on Bluesky. We keep a post when
+one of its hashtags is followed, looking in this order at the facet tags
+(``app.bsky.richtext.facet#tag``), ``record.tags``, and the hashtags found in
+the text (the same rule the enrichment stage uses), all compared after
+:func:`monitor.config.normalise_tag`.
+
+Cursor: the ``time_us`` of the last event seen (unix microseconds), saved with
+each batch. A restart or a reconnect asks for ``cursor - rewind`` so nothing
+falls between two connections; the replayed posts are dropped by the unique
+``at://`` key in the store. A cursor is valid on every Jetstream instance, so a
+failing host is simply replaced by the next one in ``hosts``.
+
+Speed: most events are not ours, so an event is only decoded when its raw
+bytes could hold a followed tag (see :meth:`_Filter.may_match`); the check is
+exact for ASCII events and conservative for the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from monitor import __version__
+from monitor.config import Config, normalise_tag
+from monitor.enrich.text import extract_hashtags
+from monitor.errors import SourceError
+from monitor.models import Batch, Cursor, Post, StreamKey
+from monitor.sources.base import Backoff, describe_transport_error, format_wait, host_of
+from monitor.sources.settings import JetstreamSource
+
+__all__ = ["POST_COLLECTION", "JetstreamCollector", "parse_event"]
+
+log = logging.getLogger("monitor.sources.jetstream")
+
+POST_COLLECTION = "app.bsky.feed.post"
+PLATFORM = "bluesky"  # the same platform as Bluesky search: one at:// uri is one post
+_TAG_FEATURE = "app.bsky.richtext.facet#tag"
+_TIME_US = re.compile(rb'"time_us"\s*:\s*(\d+)')
+# a session that delivered events and then dropped is not a failing host
+_HEALTHY_SESSION_EVENTS = 1
+
+
+class _Filter:
+    """Which raw events are worth decoding, and which decoded posts are ours."""
+
+    def __init__(self, tags: list[str]) -> None:
+        self.tags = frozenset(tags)
+        # ASCII text is unchanged by NFKC and casefold is lower(), so for an
+        # all-ASCII event a followed tag must appear as lowercase bytes.
+        self.needles = tuple(t.encode() for t in self.tags if t.isascii())
+
+    def may_match(self, raw: bytes) -> bool:
+        """False only when *raw* cannot be a followed post nor a post delete."""
+        if b'"delete"' in raw:
+            return True
+        if raw.isascii() and b"\\u" not in raw:
+            low = raw.lower()
+            for needle in self.needles:
+                if needle in low:
+                    return True
+            return False
+        # Non-ASCII or escaped: NFKC can turn fullwidth or styled letters into
+        # a followed tag, so decode whenever the event carries any hashtag signal.
+        return (
+            b"facet#tag" in raw
+            or b'"tags"' in raw
+            or b"\xef\xbc\x83" in raw  # fullwidth number sign
+            or b"\\u" in raw
+            or raw.count(b"#") > raw.count(b"facet#")
+        )
+
+    def matches(self, record: dict[str, Any]) -> tuple[bool, tuple[str, ...]]:
+        """(is it ours, the platform's own tags: facet tags then record.tags)."""
+        platform_tags: list[str] = []
+        facets = record.get("facets")
+        if isinstance(facets, list):
+            for facet in facets:
+                features = facet.get("features") if isinstance(facet, dict) else None
+                if not isinstance(features, list):
+                    continue
+                for feature in features:
+                    if (isinstance(feature, dict) and feature.get("$type") == _TAG_FEATURE
+                            and isinstance(feature.get("tag"), str)):
+                        platform_tags.append(feature["tag"])
+        extra = record.get("tags")
+        if isinstance(extra, list):
+            platform_tags.extend(t for t in extra if isinstance(t, str))
+        tags = self.tags
+        if any(normalise_tag(t) in tags for t in platform_tags):
+            return True, tuple(platform_tags)
+        text = record.get("text")
+        if isinstance(text, str) and any(t in tags for t in extract_hashtags(text)):
+            return True, tuple(platform_tags)
+        return False, tuple(platform_tags)
+
+
+class _Rejected(Exception):
+    """A followed post that cannot be stored; names the field, never the text."""
+
+    def __init__(self, key: str, field: str, problem: str) -> None:
+        self.key = key
+        self.field = field
+        super().__init__(f"{key}: {field} {problem}")
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+def _to_post(did: str, rkey: str, record: dict[str, Any], tags: tuple[str, ...],
+             time_us: int | None, raw_size: int) -> Post:
+    key = f"at://{did}/{POST_COLLECTION}/{rkey}"
+    text = record.get("text", "")
+    if not isinstance(text, str):
+        raise _Rejected(key, "record.text", f"must be a string, got {type(text).__name__}")
+    created = _parse_time(record.get("createdAt"))
+    if created is None:
+        raise _Rejected(key, "record.createdAt", "is missing or not an ISO-8601 time")
+    if time_us is not None:
+        # createdAt is set by the client; like Bluesky's sortAt, a post cannot
+        # be newer than the moment the network saw it.
+        seen = datetime.fromtimestamp(time_us / 1_000_000, tz=UTC)
+        created = min(created, seen)
+    langs = record.get("langs")
+    lang = langs[0] if isinstance(langs, list) and langs and isinstance(langs[0], str) else None
+    labels = record.get("labels")
+    sensitive = bool(
+        isinstance(labels, dict) and isinstance(labels.get("values"), list) and labels["values"]
+    )
+    return Post(
+        platform=PLATFORM,
+        key=key,
+        created_at=created,
+        url=f"https://bsky.app/profile/{did}/post/{rkey}",
+        author=did,
+        text=text,
+        lang=lang,
+        tags=tags,
+        is_repost=False,
+        sensitive=sensitive,
+        raw_size=raw_size,
+    )
+
+
+def parse_event(raw: bytes | str, tags: list[str]) -> tuple[str, Post | str | None]:
+    """Decode one Jetstream event: ("post", Post) / ("delete", key) / ("skip", None).
+
+    Raises ``ValueError`` for a frame that is not a Jetstream event and
+    :class:`_Rejected` (a ``ValueError`` too) for a followed post with a bad field.
+    """
+    return _parse(raw, _Filter(tags))
+
+
+def _parse(raw: bytes | str, flt: _Filter) -> tuple[str, Post | str | None]:
+    try:
+        event = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "bad UTF-8"
+        raise ValueError(f"not JSON ({reason})") from None
+    if not isinstance(event, dict):
+        raise ValueError(f"expected an event object, got {type(event).__name__}")
+    if event.get("kind") != "commit":
+        return "skip", None  # identity / account events only move the cursor
+    commit = event.get("commit")
+    did = event.get("did")
+    if not isinstance(commit, dict) or not isinstance(did, str) or not did:
+        raise ValueError("commit event without 'did' or 'commit'")
+    if commit.get("collection") != POST_COLLECTION:
+        return "skip", None
+    rkey = commit.get("rkey")
+    if not isinstance(rkey, str) or not rkey:
+        raise ValueError(f"commit from {did} without 'rkey'")
+    operation = commit.get("operation")
+    if operation == "delete":
+        return "delete", f"at://{did}/{POST_COLLECTION}/{rkey}"
+    if operation not in ("create", "update"):
+        return "skip", None
+    record = commit.get("record")
+    if not isinstance(record, dict):
+        raise _Rejected(f"at://{did}/{POST_COLLECTION}/{rkey}", "commit.record", "is missing")
+    ours, platform_tags = flt.matches(record)
+    if not ours:
+        return "skip", None
+    time_us = event.get("time_us")
+    return "post", _to_post(did, rkey, record, platform_tags,
+                            time_us if isinstance(time_us, int) else None, len(raw))
+
+
+class JetstreamCollector:
+    """A :class:`~monitor.sources.base.StreamingSource` over Jetstream v1.
+
+    One stream, ``jetstream`` / ``<first host>#*``: its cursor is the
+    ``time_us`` of the last event seen. Posts and deletes are handed to the
+    sink in batches of ``batch_size`` or every ``batch_interval``, whichever
+    comes first; a batch may be empty and only move the cursor.
+    """
+
+    source = "jetstream"
+    platform = PLATFORM
+
+    def __init__(self, source_cfg: JetstreamSource, config: Config) -> None:
+        self.cfg = source_cfg
+        self.config = config
+        self.tags = config.followed(source_cfg.tags)
+        self._filter = _Filter(self.tags)
+        self._stream = StreamKey(self.source, host_of(source_cfg.hosts[0]), "*")
+        self._host_index = 0
+        self._rewind_us = int(source_cfg.rewind.total_seconds() * 1_000_000)
+        self._user_agent = f"hashtag-monitor/{__version__} (+{config.http.contact})"
+        # state of the current run()
+        self._posts: list[Post] = []
+        self._deleted: list[str] = []
+        self._rejected = 0
+        self._last_raw: bytes | None = None
+        self._cursor_us: int | None = None
+        self._flushed_us: int | None = None
+        self._flush_lock = asyncio.Lock()
+        self.events_seen = 0  # every event received, for health lines and benchmarks
+
+    def streams(self) -> list[StreamKey]:
+        return [self._stream]
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self, cursor: Cursor | None, sink: Callable[[Batch], Awaitable[None]]) -> None:
+        """Consume until cancelled. Reconnects itself, rotating hosts with backoff;
+        raises :class:`SourceError` once every host failed in a row, so the
+        supervisor records it in the stream's health and restarts later."""
+        self._posts, self._deleted, self._rejected = [], [], 0
+        self._last_raw = None
+        self._cursor_us = self._flushed_us = _cursor_value(cursor)
+        backoff = Backoff.from_settings(self.config.http)
+        ticker = asyncio.create_task(self._tick(sink), name="jetstream-flush")
+        try:
+            failures = 0
+            while True:
+                url = self.cfg.hosts[self._host_index]
+                seen_before = self.events_seen
+                reason = await self._session(url, sink, ticker)
+                delivered = self.events_seen - seen_before
+                self._host_index = (self._host_index + 1) % len(self.cfg.hosts)
+                nxt = host_of(self.cfg.hosts[self._host_index])
+                if delivered >= _HEALTHY_SESSION_EVENTS:
+                    failures = 0
+                    backoff.reset()
+                else:
+                    failures += 1
+                if failures >= len(self.cfg.hosts):
+                    raise SourceError(f"jetstream {host_of(url)}: {reason}"
+                                      + (f" (all {failures} hosts failed)" if failures > 1 else ""))
+                delay = backoff.next_delay()
+                log.warning("jetstream %s: %s; reconnecting to %s in %s", host_of(url), reason,
+                            nxt, format_wait(delay))
+                await asyncio.sleep(delay)
+        finally:
+            ticker.cancel()
+            try:
+                await ticker
+            except (asyncio.CancelledError, Exception):
+                pass
+            # finish the batch in hand; if the sink itself failed, the saved
+            # cursor makes the next run replay these events
+            try:
+                await asyncio.shield(self._flush(sink))
+            except asyncio.CancelledError:
+                pass
+            except Exception as exc:
+                log.warning("jetstream: could not store the last batch (%s); it will be "
+                            "replayed from the saved cursor", exc)
+
+    def _subscribe_url(self, url: str) -> str:
+        params: list[tuple[str, str]] = [("wantedCollections", POST_COLLECTION)]
+        if self._cursor_us is not None:
+            params.append(("cursor", str(max(0, self._cursor_us - self._rewind_us))))
+        query = urlencode(params)
+        return f"{url}{'&' if urlsplit(url).query else '?'}{query}"
+
+    async def _session(self, url: str, sink: Callable[[Batch], Awaitable[None]],
+                       ticker: asyncio.Task[None]) -> str:
+        """One connection: read until it ends; returns why it ended (one line)."""
+        target = self._subscribe_url(url)
+        host = host_of(url)
+        try:
+            async with connect(
+                target,
+                compression=None,  # JSON over loopback or TLS; deflate costs more CPU than it saves
+                user_agent_header=self._user_agent,
+                open_timeout=self.config.http.timeout.total_seconds(),
+                max_queue=256,
+                max_size=2**22,
+            ) as ws:
+                log.info("jetstream %s: connected%s", host,
+                         f" (replaying from {_fmt_us(self._cursor_us - self._rewind_us)})"
+                         if self._cursor_us is not None else " (live tail)")
+                await self._consume(ws, sink, ticker)
+        except ConnectionClosed as exc:
+            return f"connection dropped ({_close_reason(exc)})"
+        except InvalidURI as exc:
+            return f"invalid URL ({exc}); check sources[].hosts"
+        except InvalidHandshake as exc:
+            return f"websocket handshake refused ({exc})"
+        except (OSError, TimeoutError) as exc:
+            what, hint = describe_transport_error(exc)
+            return f"{what} — {hint}"
+        return "connection closed by the server"
+
+    async def _consume(self, ws: ClientConnection, sink: Callable[[Batch], Awaitable[None]],
+                       ticker: asyncio.Task[None]) -> None:
+        may_match = self._filter.may_match
+        posts, deleted = self._posts, self._deleted
+        batch_size = self.cfg.batch_size
+        recv = ws.recv
+        while True:
+            raw = await recv(decode=False)
+            if ticker.done():
+                ticker.result()  # the flush task failed (the store): surface it
+            if isinstance(raw, str):  # not from recv(decode=False), but keep mypy honest
+                raw = raw.encode()
+            self.events_seen += 1
+            self._last_raw = raw
+            if may_match(raw):
+                self._handle(raw)
+                posts, deleted = self._posts, self._deleted
+            if len(posts) + len(deleted) >= batch_size:
+                await self._flush(sink)
+                posts, deleted = self._posts, self._deleted
+
+    def _handle(self, raw: bytes) -> None:
+        try:
+            kind, value = _parse(raw, self._filter)
+        except _Rejected as exc:
+            self._rejected += 1
+            log.warning("bluesky post %s skipped: %s %s", exc.key, exc.field,
+                        str(exc).rsplit(exc.field, 1)[-1].strip())
+            return
+        except ValueError as exc:
+            self._rejected += 1
+            log.warning("jetstream: malformed event skipped (%d bytes): %s", len(raw), exc)
+            return
+        if kind == "post":
+            assert isinstance(value, Post)
+            self._posts.append(value)
+        elif kind == "delete":
+            assert isinstance(value, str)
+            self._deleted.append(value)
+
+    async def _tick(self, sink: Callable[[Batch], Awaitable[None]]) -> None:
+        interval = max(self.cfg.batch_interval.total_seconds(), 0.01)
+        while True:
+            await asyncio.sleep(interval)
+            await self._flush(sink)
+
+    def _advance_cursor(self) -> None:
+        raw = self._last_raw
+        if raw is None:
+            return
+        self._last_raw = None
+        match = _TIME_US.search(raw)
+        if match is None:
+            return
+        value = int(match.group(1))
+        if self._cursor_us is None or value > self._cursor_us:
+            self._cursor_us = value
+
+    async def _flush(self, sink: Callable[[Batch], Awaitable[None]]) -> None:
+        """Hand over what is pending, with the cursor of the last event seen.
+
+        The lock keeps batches in order: a later cursor is never saved before
+        an earlier one.
+        """
+        async with self._flush_lock:
+            self._advance_cursor()
+            cursor_us = self._cursor_us
+            if (not self._posts and not self._deleted and not self._rejected
+                    and cursor_us == self._flushed_us):
+                return
+            posts, deleted, rejected = self._posts, self._deleted, self._rejected
+            self._posts, self._deleted, self._rejected = [], [], 0
+            cursor = None if cursor_us is None else Cursor(
+                self.source, self._stream.name, str(cursor_us))
+            await sink(Batch(stream=self._stream, posts=tuple(posts), cursor=cursor,
+                             deleted=tuple(deleted), rejected=rejected))
+            self._flushed_us = cursor_us
+
+
+def _cursor_value(cursor: Cursor | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        value = int(cursor.value)
+    except ValueError:
+        log.warning("jetstream: saved cursor %r is not a time in microseconds; "
+                    "starting from the live tail", cursor.value[:40])
+        return None
+    return value if value > 0 else None
+
+
+def _fmt_us(value: int) -> str:
+    when = datetime.fromtimestamp(value / 1_000_000, tz=UTC)
+    ago = max(0.0, time.time() - value / 1_000_000)
+    return f"{when:%Y-%m-%dT%H:%M:%SZ}, {format_wait(ago)} ago"
+
+
+def _close_reason(exc: ConnectionClosed) -> str:
+    rcvd = exc.rcvd
+    if rcvd is None:
+        return "no close frame"
+    return f"code {rcvd.code}{': ' + rcvd.reason if rcvd.reason else ''}"

@@ -1,0 +1,107 @@
+"""The `monitor` command as a person runs it: a real subprocess, real files, real databases."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SAMPLE = Path(__file__).resolve().parent / "data" / "sample_metoo.jsonl"
+
+
+def monitor(
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
+    full_env.update(env or {})
+    full_env["COLUMNS"] = "200"
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def write_config(tmp_path: Path, db_url: str, extra: str = "") -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"database:\n  url: '{db_url}'\nprivacy:\n  hash_secret: test-secret\n{extra}",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_check_config_bad_value_is_one_line_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "sources:\n  - type: mastodon\n    instances: [https://a.example]\n    interval: fast\n",
+        encoding="utf-8",
+    )
+    result = monitor("check-config", str(path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {path}:4: sources[0].interval: expected a duration like '5m', got 'fast'"
+    ]
+    assert "Traceback" not in result.stderr
+
+
+def test_check_config_ok_and_missing_file(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "sqlite:///x.db")
+    ok = monitor("check-config", str(path), cwd=tmp_path)
+    assert ok.returncode == 0 and ok.stdout.startswith("ok: ")
+    missing = monitor("check-config", "--config", str(tmp_path / "nope.yaml"), cwd=tmp_path)
+    assert missing.returncode == 2
+    assert "nope.yaml: file not found" in missing.stderr
+
+
+def test_init_db_and_import_summary(db_url: str, tmp_path: Path) -> None:
+    config = write_config(tmp_path, db_url)
+    assert monitor("init-db", "--config", str(config), cwd=tmp_path).returncode == 0
+    first = monitor(
+        "import", str(SAMPLE), "--platform", "twitter", "--config", str(config), cwd=tmp_path
+    )
+    assert first.returncode == 0, first.stderr
+    assert f"{SAMPLE}: 240 stored, 0 duplicates, 2 rejected" in " ".join(first.stdout.split())
+    bad_lines = [line for line in first.stderr.splitlines() if line.strip()]
+    assert bad_lines[0].startswith(f"{SAMPLE}:241: created_at:")
+    assert bad_lines[1].startswith(f"{SAMPLE}:242: invalid JSON")
+    again = monitor(
+        "import", str(SAMPLE), "--platform", "twitter", "--config", str(config), cwd=tmp_path
+    )
+    assert "0 stored" in again.stdout and "resumed after line 240" in " ".join(again.stdout.split())
+
+
+def test_import_user_mistakes_are_one_line(tmp_path: Path) -> None:
+    config = write_config(tmp_path, f"sqlite:///{tmp_path}/m.db")
+    missing = monitor(
+        "import", "nope.jsonl", "--platform", "x", "--config", str(config), cwd=tmp_path
+    )
+    assert missing.returncode == 2 and "nope.jsonl: file not found" in missing.stderr
+    bad_map = monitor(
+        "import",
+        str(SAMPLE),
+        "--platform",
+        "x",
+        "--map",
+        "handle=user",
+        "--config",
+        str(config),
+        cwd=tmp_path,
+    )
+    assert bad_map.returncode == 2
+    assert "--map: unknown field 'handle'" in bad_map.stderr
+    assert "Traceback" not in bad_map.stderr + missing.stderr
+
+
+def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "postgresql://nobody@127.0.0.1:1/none")
+    result = monitor("init-db", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot migrate" in lines[0] and "Traceback" not in result.stderr
