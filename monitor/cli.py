@@ -185,7 +185,8 @@ def import_command(
 
 
 # Command modules of later stages register themselves here (each defines register(app)).
-_COMMAND_MODULES: tuple[str, ...] = ("monitor.analyse.commands",)
+_COMMAND_MODULES: tuple[str, ...] = ("monitor.analyse.commands", "monitor.status",
+                                     "monitor.notify.commands", "monitor.detect.commands")
 
 
 def _register_all() -> None:

@@ -24,9 +24,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from monitor.detect.settings import RuleConfig
 from monitor.errors import ConfigError
 from monitor.notify.settings import NotifySettings
 from monitor.sources.settings import HttpSettings, SourceConfig
+from monitor.web.settings import WebSettings
 
 __all__ = [
     "DEFAULT_CONFIG_FILE",
@@ -49,7 +51,13 @@ _UNION_TAGS = {"mastodon", "bluesky_search", "jetstream", "spike", "sentiment_sh
 def normalise_tag(raw: str) -> str:
     """NFKC, casefold, strip '#' and trailing punctuation: '#MeToo.' → 'metoo'."""
     tag = unicodedata.normalize("NFKC", raw).strip().lstrip("#＃")
-    tag = tag.casefold()
+    # casefold can undo NFKC ('ß́' → 'ss' + U+0301, which NFKC composes to 'sś'):
+    # repeat both until stable so normalise_tag(normalise_tag(x)) == normalise_tag(x)
+    for _ in range(4):
+        folded = unicodedata.normalize("NFKC", tag.casefold())
+        if folded == tag:
+            break
+        tag = folded
     # keep letters, digits, marks and '_' (Unicode-aware); cut at the first other char
     out = []
     for ch in tag:
@@ -111,7 +119,19 @@ class Config(_Strict):
     logging: LoggingSettings = LoggingSettings()
     http: HttpSettings = HttpSettings()
     sources: list[SourceConfig] = Field(default_factory=list)
+    web: WebSettings = WebSettings()
     notify: NotifySettings = NotifySettings()
+    rules: list[RuleConfig] = Field(default_factory=list)
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_rule_names(cls, values: list[RuleConfig]) -> list[RuleConfig]:
+        seen: set[str] = set()
+        for rule in values:
+            if rule.name in seen:
+                raise ValueError(f"expected unique rule names, got {rule.name!r} twice")
+            seen.add(rule.name)
+        return values
 
     @field_validator("hashtags")
     @classmethod

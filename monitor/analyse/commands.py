@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
+from monitor.analyse.timerange import parse_range, parse_step
 from monitor.cli import (
     ConfigOption,
     OutputFormat,
@@ -25,40 +26,20 @@ from monitor.cli import (
     open_store,
 )
 from monitor.config import normalise_tag
-from monitor.durations import parse_duration
 from monitor.errors import InputError, MonitorError
 
-__all__ = ["parse_when", "register", "relation_dict"]
+__all__ = ["register"]
 
-
-def parse_when(value: str, now: datetime, option: str) -> datetime:
-    """'7d' (that long before *now*), an ISO date or an ISO datetime (UTC if no zone)."""
-    try:
-        return now - parse_duration(value)
-    except ValueError:
-        pass
-    try:
-        when = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise InputError(option, f"expected a duration like '7d' or a date like "
-                                 f"'2026-01-31', got {value!r}") from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+# plain one-line output: no colour guessing, no re-wrapping when piped
+_PLAIN: dict[str, Any] = {"highlight": False, "soft_wrap": True}
 
 
 def _range(since: str, until: str | None) -> tuple[datetime, datetime]:
-    now = datetime.now(UTC)
-    end = parse_when(until, now, "--until") if until else now
-    start = parse_when(since, end, "--since")
-    if start >= end:
-        raise InputError("--since", f"expected a start before {end:%Y-%m-%d %H:%M}, got {since!r}")
-    return start, end
+    return parse_range(since, until)
 
 
 def _step(value: str) -> timedelta:
-    try:
-        return parse_duration(value)
-    except ValueError:
-        raise InputError("--step", f"expected a step like 5m, 1h or 1d, got {value!r}") from None
+    return parse_step(value)
 
 
 def _tags(raw: list[str], option: str) -> list[str]:
@@ -111,25 +92,32 @@ def trends(
         emit_rows(rows, fmt, columns=["tag", "bucket", "posts", "scored", "mean_compound",
                                       "positive", "neutral", "negative"])
         return
-    summary = Table(title=f"{points[0].bucket:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} UTC, "
-                          f"step {step}" if points else "trends")
-    for col in ("tag", "posts", "scored", "mean", "pos/neu/neg", "peak", "volume", "sentiment"):
-        summary.add_column(col, justify="right" if col in ("posts", "scored", "mean") else "left",
-                           no_wrap=col in ("volume", "sentiment"))
-    for s in summarise(points, width=40):
+    title = (f"{points[0].bucket:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} UTC, step {step}"
+             if points else "trends")
+    summary = Table(title=title)
+    for col in ("tag", "posts", "scored", "mean", "pos/neu/neg", "peak"):
+        summary.add_column(col, justify="right" if col in ("posts", "scored", "mean") else "left")
+    width = max(16, min(72, console.width - 14))
+    summaries = summarise(points, width=width)
+    for s in summaries:
         peak = f"{s.peak_posts} at {s.peak_bucket:%Y-%m-%d %H:%M}" if s.peak_bucket else "–"
         summary.add_row(s.tag, str(s.posts), str(s.scored), _fmt(s.mean_compound),
-                        f"{s.positive}/{s.neutral}/{s.negative}", peak, s.volume_line,
-                        s.sentiment_line)
+                        f"{s.positive}/{s.neutral}/{s.negative}", peak)
     console.print(summary)
+    # sparklines on their own lines so a narrow terminal does not crush the table
+    for s in summaries:
+        console.print(f"[bold]#{s.tag}[/]", **_PLAIN)
+        console.print(f"  volume    {s.volume_line}", **_PLAIN, markup=False)
+        console.print(f"  sentiment {s.sentiment_line}  (▁ −1 … █ +1)", **_PLAIN,
+                      markup=False)
     # the per-step table lists steps where something happened; empty ones are counted
     busy = sorted({p.bucket for p in points if p.posts})
     steps = len({p.bucket for p in points})
     if not busy:
-        console.print("no posts in this range", highlight=False)
+        console.print("no posts in this range", **_PLAIN)
         return
     detail = Table(title=f"{len(busy)} of {steps} steps with posts")
-    detail.add_column("bucket (UTC)")
+    detail.add_column("bucket (UTC)", no_wrap=True)
     for tag in wanted:
         detail.add_column(f"{tag} posts", justify="right")
         detail.add_column(f"{tag} mean", justify="right")
@@ -208,44 +196,6 @@ def cotags_command(
               columns=["tag", "posts", "share", "scored", "mean_compound"])
 
 
-def relation_dict(rel: Any) -> dict[str, Any]:
-    """A Relation as plain JSON-ready data (also what /api/relate returns)."""
-    x = rel.xcorr
-
-    def tone(t: Any) -> dict[str, Any]:
-        return {"tag": t.tag, "other": t.other, "posts": t.posts, "with_other": t.with_other,
-                "without_other": t.without_other, "mean_with": t.mean_with,
-                "mean_without": t.mean_without, "scored_with": t.scored_with,
-                "scored_without": t.scored_without, "difference": t.difference}
-
-    return {
-        "tag_a": rel.tag_a, "tag_b": rel.tag_b,
-        "since": rel.since.isoformat(), "until": rel.until.isoformat(),
-        "posts_a": rel.posts_a, "posts_b": rel.posts_b, "posts_both": rel.posts_both,
-        "share_both": rel.share_both, "share_of_a": rel.share_of_a, "share_of_b": rel.share_of_b,
-        "best_lag_hours": x.best_lag, "best_r": x.best_r, "noise_band": x.band,
-        "significant": x.significant, "points": x.n,
-        "lags": list(x.lags), "r": list(x.r),
-        "tone_a": tone(rel.tone_a), "tone_b": tone(rel.tone_b),
-    }
-
-
-def describe_lag(tag_a: str, tag_b: str, lag: int | None, r: float | None,
-                 significant: bool) -> str:
-    """One sentence for people: who follows whom, by how long, and how sure."""
-    if lag is None or r is None:
-        return f"#{tag_a} and #{tag_b}: no volume movement to compare"
-    if not significant:
-        return (f"#{tag_a} and #{tag_b}: no lag stands out from noise "
-                f"(strongest r={r:+.2f} at {lag:+d} h)")
-    direction = "rises" if r > 0 else "falls"
-    if lag == 0:
-        return f"#{tag_b} moves with #{tag_a} in the same hour (r={r:+.2f})"
-    if lag > 0:
-        return f"#{tag_b} {direction} {lag} h after #{tag_a} moves (r={r:+.2f})"
-    return f"#{tag_a} {direction} {-lag} h after #{tag_b} moves (r={r:+.2f})"
-
-
 def relate_command(
     tag_a: Annotated[str, typer.Argument(help="first tag (the one that may lead)")],
     tag_b: Annotated[str, typer.Argument(help="second tag (the one that may answer)")],
@@ -256,7 +206,7 @@ def relate_command(
     config: ConfigOption = None,
 ) -> None:
     """The counter-movement view: lag, co-occurrence and tone of two tags."""
-    from monitor.analyse.relate import relate
+    from monitor.analyse.relate import describe_lag, relate, relation_dict
     from monitor.analyse.trends import sparkline
 
     cfg = get_config(config)
@@ -276,22 +226,26 @@ def relate_command(
         return
     x = rel.xcorr
     console.print(f"[bold]#{a} ↔ #{b}[/]  {rel.since:%Y-%m-%d %H:%M} → {rel.until:%Y-%m-%d %H:%M}"
-                  f" UTC, {x.n} hourly points", highlight=False)
-    console.print(describe_lag(a, b, x.best_lag, x.best_r, x.significant), highlight=False)
-    line = sparkline(list(x.r), width=len(x.r), low=-1.0, high=1.0)
-    console.print(
-        f"cross-correlation, lag {x.lags[0]:+d} h … {x.lags[-1]:+d} h "
-        f"(noise band ±{x.band:.2f}):\n  {line}",
-        highlight=False,
-    )
+                  f" UTC, {x.n} hourly points", **_PLAIN)
+    console.print(describe_lag(a, b, x.best_lag, x.best_r, x.significant), **_PLAIN)
+    scale = max([abs(v) for v in x.r] + [x.band, 0.05])
+    half = len(x.lags) // 2
+    console.print(f"cross-correlation r by lag (bars scaled to ±{scale:.2f}; "
+                  f"noise band ±{x.band:.2f}):", **_PLAIN)
+    for lo, hi in ((0, half + 1), (half, len(x.lags))):
+        line = sparkline(list(x.r[lo:hi]), width=hi - lo, low=-scale, high=scale)
+        console.print(f"  {x.lags[lo]:+4d} h {line} {x.lags[hi - 1]:+d} h", **_PLAIN,
+                      markup=False)
+    strongest = sorted(range(len(x.r)), key=lambda i: -abs(x.r[i]))[:5]
+    console.print("  strongest: " + ", ".join(f"{x.lags[i]:+d} h r={x.r[i]:+.2f}"
+                                              for i in strongest), **_PLAIN)
     console.print(
         f"posts: #{a} {rel.posts_a}, #{b} {rel.posts_b}, both {rel.posts_both} "
         f"({rel.share_both * 100:.1f}% of posts with either; {rel.share_of_a * 100:.1f}% of "
-        f"#{a}, {rel.share_of_b * 100:.1f}% of #{b})", highlight=False,
+        f"#{a}, {rel.share_of_b * 100:.1f}% of #{b})", **_PLAIN,
     )
     tone = Table(title="mean sentiment (VADER compound) with and without the other tag")
-    for col in ("tag", "posts", "with other", "mean with", "without other", "mean without",
-                "difference"):
+    for col in ("tag", "posts", "with", "mean with", "without", "mean w/o", "diff"):
         tone.add_column(col, justify="left" if col == "tag" else "right")
     for t in (rel.tone_a, rel.tone_b):
         tone.add_row(f"#{t.tag}", str(t.posts), str(t.with_other), _fmt(t.mean_with),
@@ -339,13 +293,44 @@ def export_command(
         fail(f"{out}: {exc.strerror or exc}", 1)
     if out != "-":
         console.print(f"{out}: {summary.rows} rows ({', '.join(summary.columns)})",
-                      highlight=False)
+                      **_PLAIN)
+
+
+def web_command(
+    host: Annotated[str | None, typer.Option("--host", help="default: web.host")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="default: web.port")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Serve the read-only dashboard, JSON API and /metrics on their own (no collection)."""
+    import asyncio
+
+    from pydantic import ValidationError
+
+    from monitor.errors import ConfigError
+    from monitor.web.server import serve
+    from monitor.web.settings import WebSettings
+
+    cfg = get_config(config)
+    try:
+        web = WebSettings(**{**cfg.web.model_dump(),
+                             **({"host": host} if host else {}),
+                             **({"port": port} if port is not None else {})})
+    except ValidationError as exc:
+        problem = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        fail(str(ConfigError("--host/--port", "web", problem)), 2)
+    try:
+        engine = open_store(cfg)
+    except MonitorError as exc:
+        fail(str(exc))
+    console.print(f"dashboard on http://{web.host}:{web.port}/ (Ctrl-C to stop)", **_PLAIN)
+    asyncio.run(serve(engine, cfg.model_copy(update={"web": web}), embedded=False))
 
 
 def register(app: typer.Typer) -> None:
     """Add the read-side commands to the ``monitor`` app (idempotent)."""
     known = {c.name for c in app.registered_commands}
     for name, fn in (("trends", trends), ("top", top), ("cotags", cotags_command),
-                     ("relate", relate_command), ("export", export_command)):
+                     ("relate", relate_command), ("export", export_command),
+                     ("web", web_command)):
         if name not in known:
             app.command(name)(fn)

@@ -88,7 +88,7 @@ class _JsonlSink:
 
 
 _ARROW_TYPES = {
-    "int": "int64", "float": "float64", "str": "string", "bool": "bool", "time": "timestamp",
+    "int": "int64", "float": "float64", "str": "string", "bool": "bool_", "time": "timestamp",
 }
 
 

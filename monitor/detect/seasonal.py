@@ -36,17 +36,18 @@ class SpikeParams:
     bucket, and ``min_z`` robust standard deviations above the usual.
     """
 
-    factor: float = 3.0
-    min_posts: float = 0.0
-    min_z: float = 4.0
-    smooth: int = 3  # buckets averaged into the level that is judged
+    factor: float = 4.0
+    min_posts: float = 1.0
+    min_z: float = 6.0
+    smooth: int = 6  # buckets averaged into the level that is judged
     bucket: timedelta = timedelta(minutes=5)
     baseline_days: int = 14
     min_history: timedelta = timedelta(days=2)
     # a spike must also stand out against this series' own recent surprises:
     # its ratio must reach this quantile of the ratios of the last `rarity_days`
-    rarity: float = 0.0
-    rarity_days: int = 7
+    rarity: float = 0.995
+    rarity_days: int = 14
+    rarity_margin: float = 1.3  # ... and exceed that quantile by this factor
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,19 +83,31 @@ class SpikeDetector:
         self._day_totals: list[deque[float]] = [deque(maxlen=6) for _ in range(7)]
         self._recent_days: deque[float] = deque(maxlen=28)
         self._window: deque[float] = deque(maxlen=p.smooth)
-        self._ratios: deque[float] = deque(maxlen=p.rarity_days * per_day)
+        self._ratios_max = p.rarity_days * per_day
+        self._ratios: deque[float] = deque(maxlen=self._ratios_max)
         self._sorted_cache: list[float] = []
         self._since_sort = 0
         self._first: datetime | None = None
         self._day: datetime | None = None
-        self._day_sum = 0.0
+        self._day_values: list[list[float]] = [[] for _ in range(24)]
 
     def _close_day(self, new_day: datetime) -> None:
         if self._day is not None:
-            self._day_totals[self._day.weekday()].append(self._day_sum)
-            self._recent_days.append(self._day_sum)
+            # a day's level relative to the hour-of-day baseline, as the median over
+            # its hours: a burst of a few hours does not make "Tuesdays" busy
+            ratios = []
+            for hour, values in enumerate(self._day_values):
+                if len(values) < self._per_hour // 2 or not self._by_hour[hour]:
+                    continue
+                usual = statistics.median(self._by_hour[hour])
+                if usual > 0:
+                    ratios.append(statistics.median(values) / usual)
+            if len(ratios) >= 12:
+                relative = statistics.median(ratios)
+                self._day_totals[self._day.weekday()].append(relative)
+                self._recent_days.append(relative)
         self._day = new_day
-        self._day_sum = 0.0
+        self._day_values = [[] for _ in range(24)]
 
     def _weekday_factor(self, weekday: int) -> float:
         totals = self._day_totals[weekday]
@@ -113,10 +126,11 @@ class SpikeDetector:
             self._sorted_cache = sorted(self._ratios)
             self._since_sort = 0
         self._since_sort += 1
-        ref = self._sorted_cache[min(len(self._sorted_cache) - 1,
-                                     int(self.params.rarity * len(self._sorted_cache)))]
+        pos = min(len(self._sorted_cache) - 1, int(self.params.rarity * len(self._sorted_cache)))
+        ref = self._sorted_cache[pos]
         if ref <= 0:
             return 1.0
+        ref *= self.params.rarity_margin
         strength = math.log(ratio) / math.log(max(ref, 1.0001)) if ratio > 1 else 0.0
         return 1.0 / (1.0 + math.exp(-4.0 * math.log(max(strength, 1e-9))))
 
@@ -128,7 +142,7 @@ class SpikeDetector:
             self._first = at
         if self._day != day:
             self._close_day(day)
-        self._day_sum += value
+        self._day_values[at.hour].append(value)
         self._window.append(value)
         level = sum(self._window) / len(self._window)
         slot = self._by_hour[at.hour]
@@ -147,15 +161,11 @@ class SpikeDetector:
             ratio = (level + 1.0) / (expected + 1.0)
             z = (level - expected) / spread
             score = _score(ratio, z, level, p)
-            if p.rarity > 0 and score > 0 and len(self._ratios) >= self._ratios.maxlen // 2:
+            if p.rarity > 0 and score > 0 and len(self._ratios) >= self._ratios_max // 2:
                 score = min(score, self._rarity_score(ratio))
             self._ratios.append(ratio)
         slot.append(level)
         return SpikeAssessment(at, value, level, expected, ratio, z, score, young)
-
-
-def _unused() -> None:
-    pass
 
 
 def _score(ratio: float, z: float, level: float, p: SpikeParams) -> float:

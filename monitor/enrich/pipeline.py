@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from monitor.config import Config
-from monitor.enrich.language import detect_language, normalise_lang
+from monitor.enrich.language import MIN_LETTERS, detect, normalise_lang
 from monitor.enrich.privacy import AuthorPolicy
 from monitor.enrich.sentiment import analyzer
 from monitor.enrich.text import extract_hashtags, html_to_text, merge_tags
@@ -70,13 +70,23 @@ class Enricher:
             text = ""
         tags = merge_tags(post.tags, extract_hashtags(text))
         lang = normalise_lang(post.lang)
+        wordless = False
         if lang is None and text:
-            lang = detect_language(text)
+            lang, letters = detect(text)
+            wordless = letters < MIN_LETTERS
         sentiment: Sentiment | None = None
-        if text and (lang in self._languages if lang else self._score_undetected):
+        if text and (
+            lang in self._languages
+            if lang
+            else (self._score_undetected or (wordless and bool(self._languages)))
+        ):
             s = analyzer().polarity_scores(text)
-            sentiment = Sentiment(compound=s["compound"], pos=s["pos"], neu=s["neu"],
-                                  neg=s["neg"])
+            # Emoji and emoticons read the same in every language, so a post
+            # without words is scored when VADER finds any in it; a bare link
+            # or mention stays unscored rather than counted as "neutral".
+            if lang or self._score_undetected or s["neu"] < 1.0:
+                sentiment = Sentiment(compound=s["compound"], pos=s["pos"], neu=s["neu"],
+                                      neg=s["neg"])
         return ScoredPost(
             platform=post.platform,
             key=post.key,

@@ -20,12 +20,19 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterable
+from functools import lru_cache
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
-from monitor.config import normalise_tag
+from monitor.config import normalise_tag as _normalise_uncached
 
-__all__ = ["extract_hashtags", "html_to_text", "merge_tags", "normalise_whitespace"]
+__all__ = [
+    "extract_hashtags",
+    "html_to_text",
+    "merge_tags",
+    "normalise_tag",
+    "normalise_whitespace",
+]
 
 # Private-use characters mark line and block breaks while the HTML whitespace
 # is collapsed; they are removed from the input first so a post cannot forge one.
@@ -40,10 +47,10 @@ _LINE_TAGS = frozenset({"li", "tr", "dt", "dd"})
 _MARKED_TAGS = _BLOCK_TAGS | _LINE_TAGS | {"br"}
 # never post text: code, styles and embedded documents
 _DROP_TAGS = ("script", "style", "template", "noscript", "iframe", "object", "svg", "math")
+_DROP_NEEDLES = tuple(f"<{name}" for name in _DROP_TAGS)
 
-_SPACE_RUN = re.compile(r"[ \t\n\r\f\v]+")
-_BLOCK_RUN = re.compile(f"[ {_BR}{_BLOCK}]*{_BLOCK}[ {_BR}{_BLOCK}]*")
-_BR_RUN = re.compile(f" ?{_BR} ?")
+# whitespace that is not already a single space (a single space needs no rewrite)
+_SPACE_RUN = re.compile(r"[\t\n\r\f\v][ \t\n\r\f\v]*| [ \t\n\r\f\v]+")
 
 # Where a hashtag may start (Mastodon's HASHTAG_RE: not after a word character,
 # '/' or ')'); '&' keeps '&#39;' out, '#' keeps '##x' to one tag at most.
@@ -51,6 +58,11 @@ _TAG_CANDIDATE = re.compile(r"(?<![\w/)&#＃])[#＃]([^\s#＃]+)")
 # URLs are masked before looking for tags, so 'https://x/page#anchor' or
 # '?q=#x' inside a link never become tags.
 _URL = re.compile(r"(?i)\b(?:[a-z][a-z0-9+.\-]*://|www\.)\S+")
+
+
+# The same few tags recur in nearly every post of a followed stream, and
+# normalising walks every character through unicodedata; remember the answers.
+normalise_tag = lru_cache(maxsize=16384)(_normalise_uncached)
 
 
 def normalise_whitespace(text: str) -> str:
@@ -111,7 +123,7 @@ def html_to_text(html: str) -> str:
         return normalise_whitespace(html)
     root = _scratch.parse(html)
     lowered = html.lower()
-    if any(f"<{name}" in lowered for name in _DROP_TAGS):
+    if any(needle in lowered for needle in _DROP_NEEDLES):
         for node in root.css(", ".join(_DROP_TAGS)):
             node.decompose()
     # collect first, then edit: inserting text while traversing would be walked too
@@ -126,11 +138,19 @@ def html_to_text(html: str) -> str:
         else:
             node.insert_before(_BLOCK)
             node.insert_after(_BLOCK)
-    text = root.text(deep=True)
-    text = _SPACE_RUN.sub(" ", text)
-    text = _BLOCK_RUN.sub("\n\n", text)
-    text = _BR_RUN.sub("\n", text)
-    return text.strip()
+    return _assemble(root.text(deep=True))
+
+
+def _assemble(marked: str) -> str:
+    """Collapse HTML whitespace, then turn the break markers into newlines."""
+    paragraphs = []
+    for block in _SPACE_RUN.sub(" ", marked).split(_BLOCK):
+        if _BR in block:
+            block = "\n".join(line.strip() for line in block.split(_BR))
+        block = block.strip()
+        if block:
+            paragraphs.append(block)
+    return "\n\n".join(paragraphs)
 
 
 def extract_hashtags(text: str) -> list[str]:
@@ -140,11 +160,18 @@ def extract_hashtags(text: str) -> list[str]:
     if "://" in text or "www." in text.lower():
         text = _URL.sub(" ", text)
     seen: dict[str, None] = {}
-    for match in _TAG_CANDIDATE.finditer(text):
-        tag = normalise_tag(match.group(1))
-        if tag and tag not in seen and any(ch.isalpha() for ch in tag):
+    for candidate in _TAG_CANDIDATE.findall(text):
+        tag = _tag_in_text(candidate)
+        if tag:
             seen[tag] = None
     return list(seen)
+
+
+@lru_cache(maxsize=16384)
+def _tag_in_text(candidate: str) -> str:
+    """The tag a '#candidate' in text stands for, or '' (a tag needs a letter: '#1' is not one)."""
+    tag = _normalise_uncached(candidate)
+    return tag if any(ch.isalpha() for ch in tag) else ""
 
 
 def merge_tags(platform_tags: Iterable[str], text_tags: Iterable[str]) -> tuple[str, ...]:

@@ -34,6 +34,11 @@ def sparkline(values: Sequence[float], width: int = 48) -> str:
     return "".join(SPARK_CHARS[min(last, round(v / top * last))] for v in vals)
 
 
+def _days(ts: datetime) -> float:
+    # matplotlib's date axis unit: days since its default epoch, 1970-01-01 UTC
+    return ts.timestamp() / 86400.0
+
+
 def render_chart(
     times: Sequence[datetime],
     posts_per_hour: Sequence[float],
@@ -52,14 +57,18 @@ def render_chart(
     ax = fig.add_subplot(1, 1, 1)
     colour = "#c0392b" if firing else "#2c7a4b"
     if times:
-        ax.plot(list(times), list(posts_per_hour), color="#34495e", linewidth=1.4)
-        ax.fill_between(list(times), list(posts_per_hour), color="#34495e", alpha=0.08)
+        # each value covers its whole hour: draw steps up to the end of the last hour
+        xs = [_days(t) for t in times] + [_days(times[-1]) + 1 / 24]
+        ys = [*posts_per_hour, posts_per_hour[-1]]
+        ax.plot(xs, ys, color="#34495e", linewidth=1.4, drawstyle="steps-post")
+        ax.fill_between(xs, ys, color="#34495e", alpha=0.08, step="post")
         if active_since is not None and active_since >= times[0]:
-            ax.axvspan(active_since, times[-1], color=colour, alpha=0.12, linewidth=0)
-            ax.axvline(active_since, color=colour, linewidth=1, linestyle="--")
-        locator = AutoDateLocator(minticks=3, maxticks=8)
+            start = min(_days(active_since), xs[-1])
+            ax.axvspan(start, xs[-1], color=colour, alpha=0.12, linewidth=0)
+            ax.axvline(start, color=colour, linewidth=1, linestyle="--")
+        locator = AutoDateLocator(minticks=3, maxticks=8)  # type: ignore[no-untyped-call]
         ax.xaxis.set_major_locator(locator)
-        ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+        ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
     else:
         ax.text(0.5, 0.5, "no data in this period", ha="center", va="center",
                 transform=ax.transAxes, color="#7f8c8d")

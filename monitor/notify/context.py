@@ -41,7 +41,11 @@ def _hour(ts: datetime) -> datetime:
 
 
 def hourly_series(engine: Engine, tag: str, since: datetime, until: datetime) -> TagSeries:
-    """Posts and mean VADER compound per hour in [since, until)."""
+    """Posts and mean VADER compound per complete hour in [since, until).
+
+    The running hour is left out: drawn as it stands it would look like a
+    collapse in volume.
+    """
     with engine.connect() as conn:
         rows = conn.execute(
             select(tag_buckets.c.bucket_start, tag_buckets.c.posts, tag_buckets.c.scored,
@@ -52,7 +56,7 @@ def hourly_series(engine: Engine, tag: str, since: datetime, until: datetime) ->
     start, end = _hour(since), _hour(until)
     hours: list[datetime] = []
     cursor = start
-    while cursor <= end:
+    while cursor < end:
         hours.append(cursor)
         cursor += timedelta(hours=1)
     index = {h: i for i, h in enumerate(hours)}

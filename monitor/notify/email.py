@@ -173,15 +173,15 @@ def subject_for(notification: Notification, views: list[AlertView], *, cap: int 
     if len(views) == 1:
         return f"[{views[0].state}] {views[0].headline}"[:200]
     counts: dict[str, int] = {}
-    for v in views:
-        key = "RESOLVED" if v.state == "RESOLVED" else "FIRING"
+    for e in notification.events:  # all of them, not only the ones listed in the body
+        key = "RESOLVED" if e.state == "resolved" else "FIRING"
         counts[key] = counts.get(key, 0) + 1
     head = ", ".join(f"{k}:{n}" for k, n in counts.items())
-    rules = sorted({v.rule for v in views})
-    tags = []
-    for v in views:
-        if v.tag and f"#{v.tag}" not in tags:
-            tags.append(f"#{v.tag}")
+    rules = sorted({e.rule for e in notification.events})
+    tags: list[str] = []
+    for e in notification.events:
+        if e.tag and f"#{e.tag}" not in tags:
+            tags.append(f"#{e.tag}")
     shown = ", ".join(tags[:4]) + (f" +{len(tags) - 4} more" if len(tags) > 4 else "")
     return f"[{head}] {', '.join(rules[:3])}: {shown or 'no tag'}"[:200]
 
@@ -252,10 +252,13 @@ def _notice_content(notification: Notification, now: datetime) -> _Rendered:
         tags = by_rule.setdefault(e.rule, {})
         name = f"#{e.tag}" if e.tag else "(no tag)"
         tags[name] = tags.get(name, 0) + 1
-    rows = [(rule, len(tags) and sum(tags.values()),
-             ", ".join(f"{t}×{n}" if n > 1 else t for t, n in sorted(tags.items())[:12])
-             + (f" +{len(tags) - 12} more" if len(tags) > 12 else ""))
-            for rule, tags in sorted(by_rule.items())]
+    rows = []
+    for rule, tags in sorted(by_rule.items()):
+        top = sorted(tags.items(), key=lambda kv: -kv[1])[:12]  # most frequent first
+        listed = ", ".join(f"{t}×{n}" if n > 1 else t for t, n in top)
+        if len(tags) > 12:
+            listed += f" +{len(tags) - 12} more"
+        rows.append((rule, sum(tags.values()), listed))
     subject = subject_for(notification, [], cap=notification.cap)
     ctx = {"subject": subject, "count": len(notification.suppressed), "rows": rows,
            "cap": notification.cap, "now": now, "until": now + timedelta(hours=1),
@@ -314,7 +317,7 @@ def compose(config: Config, engine: Engine | None, recipient: Recipient,
     msg.set_content(rendered.text)
     msg.add_alternative(rendered.html, subtype="html")
     if rendered.images:
-        html_part = msg.get_payload()[1]
+        html_part = msg.get_body(preferencelist=("html",))
         assert isinstance(html_part, EmailMessage)
         for cid, png in rendered.images:
             html_part.add_related(png, maintype="image", subtype="png", cid=f"<{cid}>",
@@ -362,8 +365,14 @@ class EmailNotifier(Notifier):
                 use_tls=smtp.security == "tls",
                 start_tls=smtp.security == "starttls",
                 validate_certs=smtp.validate_certs,
+                cert_bundle=smtp.ca_file or None,
                 timeout=smtp.timeout.total_seconds(),
             )
+        except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPConnectTimeoutError) as exc:
+            raise NotifyError(f"email via {where}: cannot connect: {exc}") from exc
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            raise NotifyError(f"email via {where}: login as {smtp.username!r} refused: "
+                              f"{exc.code} {exc.message}") from exc
         except aiosmtplib.SMTPException as exc:
             raise NotifyError(f"email to {formataddr(('', self.recipient.address))} via "
                               f"{where}: {type(exc).__name__}: {exc}") from exc

@@ -19,6 +19,7 @@ identical ``Message-ID``; MQTT: ``idempotency_key`` in the payload).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import re
@@ -166,12 +167,10 @@ class Dispatcher:
                     await self.run_once()
                 except Exception:  # the loop must survive a database hiccup
                     log.exception("notify: dispatch pass failed; retrying next tick")
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         stop.wait(), self.settings.poll_interval.total_seconds()
                     )
-                except TimeoutError:
-                    pass
         finally:
             for notifier in self.notifiers:
                 try:
@@ -331,6 +330,9 @@ class Dispatcher:
             group = self._group_of(row.event)
             if group not in last_sent or row.delivered_at > last_sent[group]:
                 last_sent[group] = row.delivered_at
+        for planned in plan:  # a re-sent in-flight notification counts as sent now
+            if planned.group:
+                last_sent[planned.group] = max(last_sent.get(planned.group, now), now)
         groups: dict[tuple[tuple[str, str], ...], list[_Row]] = defaultdict(list)
         for row in alerts:
             groups[self._group_of(row.event)].append(row)

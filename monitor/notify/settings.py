@@ -51,6 +51,7 @@ class SmtpSettings(_Strict):
     password: str = ""
     timeout: Duration = timedelta(seconds=30)
     validate_certs: bool = True
+    ca_file: str = ""  # PEM bundle to trust instead of the system CAs (a private mail relay)
 
 
 class Recipient(_Strict):
@@ -97,9 +98,9 @@ class EmailSettings(_Strict):
     @model_validator(mode="after")
     def _usable(self) -> EmailSettings:
         if self.enabled and not self.smtp.host:
-            raise ValueError("email is enabled but smtp.host is empty; set notify.email.smtp.host")
+            raise ValueError("expected smtp.host (the mail server) when enabled is true, got none")
         if self.enabled and not self.recipients:
-            raise ValueError("email is enabled but has no recipients; add notify.email.recipients")
+            raise ValueError("expected at least one recipient when enabled is true, got none")
         return self
 
     @field_validator("recipients", mode="before")

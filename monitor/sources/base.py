@@ -25,6 +25,7 @@ import email.utils
 import json
 import logging
 import random
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -174,11 +175,20 @@ def format_wait(seconds: float) -> str:
 def describe_transport_error(exc: BaseException) -> tuple[str, str]:
     """(what went wrong, a hint for the operator) for a connect/timeout failure."""
     parts: list[str] = []
-    seen: BaseException | None = exc
-    while seen is not None and len(parts) < 5:
+    chain: list[BaseException] = []
+    pending: list[BaseException] = [exc]
+    while pending and len(chain) < 12:
+        seen = pending.pop(0)
+        chain.append(seen)
         parts.append(str(seen))
-        seen = seen.__cause__ or seen.__context__
+        pending.extend(e for e in (seen.__cause__, seen.__context__) if e is not None)
+        if isinstance(seen, BaseExceptionGroup):
+            pending.extend(seen.exceptions)
     text = " ".join(parts).lower()
+    if any(isinstance(e, socket.gaierror) for e in chain):
+        return "cannot connect (name resolution failed)", "is this machine online?"
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return "cannot connect (connection refused)", "is the server running and the URL right?"
     if isinstance(exc, httpx.TimeoutException):
         phase = {
             httpx.ConnectTimeout: "connect",
@@ -367,6 +377,10 @@ class HttpClient:
             transport=transport,
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
         )
+        httpx_log = logging.getLogger("httpx")
+        if httpx_log.level == logging.NOTSET:
+            # httpx logs every request at INFO; our own lines already say what matters
+            httpx_log.setLevel(logging.WARNING)
         self._budgets: dict[str, _HostBudget] = {}
         self._rng = rng or random.Random()
         self.requests = 0  # total requests sent, for tests and benchmarks
@@ -437,14 +451,10 @@ class HttpClient:
             try:
                 waited = await budget.reserve(max_wait)
             except RateLimited as exc:
-                log.warning("%s: rate limit reached earlier; next request allowed in %s, "
-                            "skipping this tick", label, format_wait(exc.retry_after))
-                raise RateLimited(f"{label}: rate limited; next request in "
-                                  f"{format_wait(exc.retry_after)}", exc.retry_after) from None
+                raise RateLimited(f"{label}: rate limit window used up; next request allowed "
+                                  f"in {format_wait(exc.retry_after)}", exc.retry_after) from None
             if waited > 1.0:
                 log.info("%s: waited %s to stay within the rate limit", label, format_wait(waited))
-            error: SourceError
-            wait: float | None = None
             try:
                 async with budget.semaphore:
                     self.requests += 1
@@ -453,16 +463,17 @@ class HttpClient:
                     )
             except httpx.TransportError as exc:
                 what, hint = describe_transport_error(exc)
-                error = SourceError(f"{label}: {what}", retryable=True)
-                wait = None
-                outcome = self._next_step(attempt, retries, backoff, None, max_wait)
-                if outcome is None:
-                    log.warning("%s: %s; giving up after %d attempts, retrying next tick — %s",
-                                label, what, attempt, hint)
-                    raise error from None
-                log.warning("%s: %s; retrying in %s — %s", label, what, format_wait(outcome),
-                            hint)
-                await asyncio.sleep(outcome)
+                delay = self._next_step(attempt, retries, backoff, None, max_wait)
+                if delay is None:
+                    # the caller reports the final failure (one line, with the next step)
+                    log.debug("%s: %s; giving up after %d attempts", label, what, attempt)
+                    # "cannot connect (connection refused)" → "(connection refused; hint)"
+                    detail = (f"{what[:-1]}; {hint})" if what.endswith(")")
+                              else f"{what} ({hint})")
+                    raise SourceError(f"{label}: {detail} after {attempt} attempts",
+                                      retryable=True) from None
+                log.warning("%s: %s; retrying in %s — %s", label, what, format_wait(delay), hint)
+                await asyncio.sleep(delay)
                 continue
             status = response.status_code
             limits = budget.observe(response.headers)
@@ -472,40 +483,41 @@ class HttpClient:
             if status == 429:
                 now_wall = time.time()
                 wait = _retry_after(response.headers, now_wall)
-                if wait is None:
+                if wait is None:  # Mastodon sends no Retry-After, only the ISO reset time
                     wait = _parse_reset(response.headers, now_wall)
                 if wait is None:
                     wait = backoff.next_delay()
-                budget.block(wait)
+                budget.block(wait)  # every stream on this host waits, not only this one
                 if attempt > retries or wait > max_wait:
-                    log.warning("HTTP 429 from %s: rate limited; next request in %s, "
-                                "retrying next tick", label, format_wait(wait))
-                    raise RateLimited(f"{label}: HTTP 429 rate limited; retry in "
-                                      f"{format_wait(wait)}", wait)
-                log.warning("HTTP 429 from %s: rate limited; retrying in %s (attempt %d/%d)",
+                    raise RateLimited(f"{label}: HTTP 429 (rate limited); next request allowed "
+                                      f"in {format_wait(wait)}", wait)
+                log.warning("%s: HTTP 429 (rate limited); retrying in %s (attempt %d/%d)",
                             label, format_wait(wait), attempt, retries + 1)
-                continue  # the budget now holds the next request back until the wait is over
-            if status >= 500:
-                what = f"HTTP {status}"
-                error = SourceError(f"{label}: {what}", retryable=True, status=status)
-            elif status >= 400:
+                continue
+            if 400 <= status < 500:
                 code = _error_name(response)
                 detail = f" ({code})" if code else ""
                 raise HttpStatusError(
                     f"{label}: HTTP {status}{detail}", status=status, host=host, error=code,
                     retryable=False,
                 )
+            error: SourceError
+            server_wait: float | None = None
+            if status >= 500:
+                what = f"HTTP {status}"
+                error = SourceError(f"{label}: {what}", retryable=True, status=status)
+                server_wait = _retry_after(response.headers, time.time())  # 503 may say when
             else:
                 try:
                     return self._decode(response, label)
                 except SourceError as exc:
                     error = exc
                     what = str(exc).removeprefix(f"{label}: ")
-            delay = self._next_step(attempt, retries, backoff, wait, max_wait)
+            delay = self._next_step(attempt, retries, backoff, server_wait, max_wait)
             if delay is None:
-                log.warning("%s: %s; giving up after %d attempts, retrying next tick",
-                            label, what, attempt)
-                raise error
+                log.debug("%s: %s; giving up after %d attempts", label, what, attempt)
+                raise SourceError(f"{label}: {what} after {attempt} attempts",
+                                  retryable=True, status=error.status) from None
             log.warning("%s: %s; retrying in %s (attempt %d/%d)", label, what,
                         format_wait(delay), attempt, retries + 1)
             await asyncio.sleep(delay)

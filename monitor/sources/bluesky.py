@@ -169,6 +169,7 @@ class BlueskySearchCollector:
     """Polls searchPosts for every followed tag."""
 
     source = SOURCE
+    platform = PLATFORM
 
     def __init__(self, cfg: BlueskySearchSource, config: Config, http: HttpClient) -> None:
         self.cfg = cfg
@@ -210,10 +211,8 @@ class BlueskySearchCollector:
             data = response.data
             views = data.get("posts") if isinstance(data, dict) else None
             if not isinstance(views, list):
-                log.warning("%s: expected {posts: [...]}, got %s; retrying next tick", label,
-                            type(data).__name__)
-                raise SourceError(f"{label}: searchPosts answer has no posts list",
-                                  retryable=True)
+                raise SourceError(f"{label}: expected a searchPosts answer with a posts list, "
+                                  f"got {type(data).__name__}", retryable=True)
             size = response.size // max(1, len(views))
             posts: list[Post] = []
             newest: _Seen | None = None
@@ -292,11 +291,8 @@ class BlueskySearchCollector:
                                 f"(HTTP {exc.status} {exc.error or 'Forbidden'}); set identifier "
                                 "and app_password (an app password) on the bluesky_search "
                                 "source, or follow the tags with the jetstream source")
-                        log.warning("%s: %s; retrying next tick", label, hint)
                         raise SourceError(f"{label}: {hint}", retryable=False,
                                           status=exc.status) from None
-                log.warning("%s: HTTP %d (%s); retrying next tick", label, exc.status,
-                            exc.error or "client error")
                 raise
         raise SourceError(f"{label}: the server kept refusing the session token",
                           retryable=False)
@@ -311,9 +307,6 @@ class BlueskySearchCollector:
                 json_body={"identifier": self.cfg.identifier, "password": self.cfg.app_password},
             )
         except HttpStatusError as exc:
-            log.warning("%s: login at %s failed (HTTP %d %s): check identifier and "
-                        "app_password; retrying next tick", label, exc.host, exc.status,
-                        exc.error or "")
             raise SourceError(f"{label}: Bluesky login failed (HTTP {exc.status} "
                               f"{exc.error or ''}); check identifier and app_password",
                               retryable=False, status=exc.status) from None

@@ -19,28 +19,30 @@ __all__ = ["build_sources"]
 Collector = PolledSource | StreamingSource
 
 
-def _mastodon(cfg: object, config: Config, http: HttpClient) -> Collector:
-    from monitor.sources.mastodon import MastodonCollector
+def _mastodon(cfg: object, config: Config, http: HttpClient) -> list[Collector]:
+    from monitor.sources.mastodon import MastodonCollector, MastodonLiveCollector
 
     assert isinstance(cfg, MastodonSource)
-    return MastodonCollector(cfg, config, http)
+    polled: list[Collector] = [MastodonCollector(cfg, config, http)]
+    # live mode rides beside polling, which keeps the cursor and fills any gap
+    return [*polled, MastodonLiveCollector(cfg, config, http)] if cfg.streaming else polled
 
 
-def _bluesky_search(cfg: object, config: Config, http: HttpClient) -> Collector:
+def _bluesky_search(cfg: object, config: Config, http: HttpClient) -> list[Collector]:
     from monitor.sources.bluesky import BlueskySearchCollector
 
     assert isinstance(cfg, BlueskySearchSource)
-    return BlueskySearchCollector(cfg, config, http)
+    return [BlueskySearchCollector(cfg, config, http)]
 
 
-def _jetstream(cfg: object, config: Config, http: HttpClient) -> Collector:
+def _jetstream(cfg: object, config: Config, http: HttpClient) -> list[Collector]:
     # imported lazily: the Jetstream consumer lives in its own module and pulls in websockets
     module = importlib.import_module("monitor.sources.jetstream")
     collector: Collector = module.JetstreamCollector(cfg, config)
-    return collector
+    return [collector]
 
 
-_BUILDERS: dict[type, Callable[[object, Config, HttpClient], Collector]] = {
+_BUILDERS: dict[type, Callable[[object, Config, HttpClient], list[Collector]]] = {
     MastodonSource: _mastodon,
     BlueskySearchSource: _bluesky_search,
     JetstreamSource: _jetstream,
@@ -48,7 +50,10 @@ _BUILDERS: dict[type, Callable[[object, Config, HttpClient], Collector]] = {
 
 
 def build_sources(config: Config, http: HttpClient) -> list[PolledSource | StreamingSource]:
-    """One collector per configured source, in config order.
+    """The collectors of every configured source, in config order.
+
+    A Mastodon source with ``streaming: true`` gives two: the polled collector
+    and its live (SSE) companion.
 
     Raises ConfigError naming ``sources[i]`` when a source cannot be built.
     """
@@ -58,5 +63,5 @@ def build_sources(config: Config, http: HttpClient) -> list[PolledSource | Strea
         if builder is None:
             raise ConfigError("config", f"sources[{index}]",
                               f"no collector for source type {type(cfg).__name__!r}")
-        out.append(builder(cfg, config, http))
+        out.extend(builder(cfg, config, http))
     return out

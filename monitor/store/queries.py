@@ -129,11 +129,20 @@ def _bucket_epoch(engine: Engine, column: Any, step: int) -> ColumnElement[int]:
     """
     size: ColumnElement[Any] = literal_column(str(step), BigInteger)
     if engine.dialect.name == "postgresql":
-        epoch: ColumnElement[Any] = func.floor(func.extract("epoch", column) / size) * size
+        # date_part gives a double; extract() gives numeric, several times slower per row
+        epoch: ColumnElement[Any] = func.floor(func.date_part("epoch", column) / size) * size
     else:
         # SQLite keeps timestamps as 'YYYY-MM-DD HH:MM:SS.ffffff' text in UTC
-        epoch = (cast(func.strftime("%s", column), BigInteger) // size) * size
+        seconds = (func.unixepoch(column) if _sqlite_has_unixepoch(engine)
+                   else cast(func.strftime("%s", column), BigInteger))
+        epoch = (seconds // size) * size
     return cast(epoch, BigInteger)
+
+
+def _sqlite_has_unixepoch(engine: Engine) -> bool:
+    """unixepoch() (SQLite 3.38+) is cheaper than strftime('%s') and exact for our text."""
+    version = getattr(engine.dialect.dbapi, "sqlite_version_info", (0,))
+    return tuple(version) >= (3, 38)
 
 
 def series(

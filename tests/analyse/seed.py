@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+import numpy as np
 from sqlalchemy import Engine
 
 from monitor.models import ScoredPost, Sentiment
@@ -37,3 +38,19 @@ def bucket_rows(engine: Engine, tag: str, starts: Sequence[datetime],
     ]
     with engine.begin() as conn:
         conn.execute(tag_buckets.insert(), rows)
+
+
+def lagged_pair(lag: int, hours: int = 24 * 30, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """Two hourly count series with a strong shared daily rhythm, a trend in B, and bursts
+    in A that B echoes *lag* hours later."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(hours)
+    season = 1 + 0.8 * np.sin(2 * np.pi * t / 24)
+    events = np.zeros(hours)
+    idx = rng.choice(np.arange(60, hours - 60), max(4, hours // 36), replace=False)
+    events[idx] = rng.uniform(20, 60, idx.size)
+    burst = np.convolve(events, np.exp(-np.arange(6) / 2.0))[:hours]
+    a = rng.poisson(10 * season + burst)
+    echo = np.roll(burst, lag)
+    b = rng.poisson(6 * season * (1 + t / hours) + 0.6 * echo)
+    return a, b

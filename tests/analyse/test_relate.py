@@ -9,29 +9,13 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine
 
-from monitor.analyse.relate import cross_correlation, prepare, relate
+from monitor.analyse.relate import cross_correlation, prepare, relate, tone_from_posts
 from monitor.errors import InputError
 from monitor.store.repository import write_batch
-from tests.analyse.seed import bucket_rows, scored
+from tests.analyse.seed import bucket_rows, lagged_pair, scored
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
 HOURS = 24 * 30
-
-
-def lagged_pair(lag: int, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
-    """Two hourly count series with a strong shared daily rhythm, a trend in B, and bursts
-    in A that B echoes *lag* hours later."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(HOURS)
-    season = 1 + 0.8 * np.sin(2 * np.pi * t / 24)
-    events = np.zeros(HOURS)
-    idx = rng.choice(np.arange(60, HOURS - 60), 20, replace=False)
-    events[idx] = rng.uniform(20, 60, idx.size)
-    burst = np.convolve(events, np.exp(-np.arange(6) / 2.0))[:HOURS]
-    a = rng.poisson(10 * season + burst)
-    echo = np.roll(burst, lag)
-    b = rng.poisson(6 * season * (1 + t / HOURS) + 0.6 * echo)
-    return a, b
 
 
 def test_synthetic_three_hour_lag_is_found(engine: Engine) -> None:
@@ -101,3 +85,25 @@ def test_relate_rejects_short_ranges_and_same_tag(engine: Engine) -> None:
         relate(engine, "metoo", "notallmen", T0, T0 + timedelta(hours=30))
     with pytest.raises(InputError, match="two different tags"):
         relate(engine, "metoo", "metoo", T0, T0 + timedelta(days=10))
+
+
+def test_rollup_tone_agrees_with_posts(engine: Engine) -> None:
+    rng = np.random.default_rng(2)
+    batch = []
+    for i in range(300):
+        tags = tuple(t for t, p in (("metoo", 0.7), ("notallmen", 0.4), ("other", 0.2))
+                     if rng.random() < p) or ("other",)
+        compound = None if rng.random() < 0.15 else float(rng.uniform(-1, 1))
+        batch.append(scored(f"r{i}", T0 + timedelta(minutes=int(rng.integers(0, 60 * 24 * 5))),
+                            tags, compound))
+    write_batch(engine, batch)
+    start, end = T0, T0 + timedelta(days=5)
+    rel = relate(engine, "metoo", "notallmen", start, end)
+    for got, tag, other in ((rel.tone_a, "metoo", "notallmen"),
+                            (rel.tone_b, "notallmen", "metoo")):
+        ref = tone_from_posts(engine, tag, other, start, end)
+        assert (got.posts, got.with_other, got.without_other) == (
+            ref.posts, ref.with_other, ref.without_other)
+        assert (got.scored_with, got.scored_without) == (ref.scored_with, ref.scored_without)
+        assert got.mean_with == pytest.approx(ref.mean_with)
+        assert got.mean_without == pytest.approx(ref.mean_without)

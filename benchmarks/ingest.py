@@ -1,0 +1,363 @@
+"""Ingest throughput: enrichment + write_batch against VADER alone and a naive ORM loop.
+
+Generates N realistic posts with a fixed seed (Mastodon-style HTML and
+Bluesky-style plain text, mixed lengths, hashtags incl. Unicode ones, emoji,
+links, mentions, eight languages, platform language on about half) and prints
+posts/s for:
+
+  (a) VADER alone: ``polarity_scores`` on every post's plain text;
+  (b) the pipeline: ``Enricher.enrich_many`` + ``write_batch`` in batches of
+      ``--batch`` posts, on a fresh migrated SQLite file;
+  (c) the same on a fresh PostgreSQL schema (dropped afterwards);
+  (d) a naive loop: the same Enricher, then SQLAlchemy ORM ``add`` of the post,
+      its tags and its bucket rows and one ``commit`` per post (SQLite,
+      ``--naive-n`` posts).
+
+Run: ``.venv/bin/python -m benchmarks.ingest [--n 20000]``. The last line is
+one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.orm import Session, registry
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+from monitor.config import Config, DatabaseSettings, PrivacySettings
+from monitor.enrich.pipeline import Enricher
+from monitor.enrich.sentiment import analyzer
+from monitor.models import Cursor, Post, ScoredPost, StreamKey
+from monitor.store.db import make_engine, migrate
+from monitor.store.repository import bucket_start
+from monitor.store.schema import post_tags, posts, tag_buckets
+
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+SEED = 20171015  # the day #MeToo went viral
+
+# --------------------------------------------------------------------------- corpus
+
+_EN = [
+    "I never told anyone until today and I am so grateful for everyone who listened.",
+    "This is exhausting. Every single day another story, and nothing changes.",
+    "Proud of the women who spoke up, you are incredibly brave!",
+    "Not all men? Sure. But enough of them that every woman I know has a story.",
+    "I will check in on my friends more often and call out harassment when I see it.",
+    "Honestly disgusted by the comments under this thread. Absolutely vile.",
+    "Seven years on and the movement still matters.",
+    "The panel was thoughtful, calm and surprisingly hopeful.",
+    "Why is it so hard for people to just believe survivors?",
+    "Great thread, thank you for writing this 🙏",
+    "I'm furious. He got a promotion after all of this.",
+    "Reading these stories at 2am and crying. Love to all of you ❤️",
+    "The new law is a small step, but a real one.",
+    "lol the replies are a dumpster fire",
+    "This made my day, what a wonderful response from the community!",
+    "Teaching my sons about consent starts at home.",
+    "Terrible reporting from that outlet, again.",
+    "We are not going anywhere.",
+    "Happy to see the conversation shifting, finally.",
+    "It is not okay. It was never okay.",
+]
+_OTHER: dict[str, list[str]] = {
+    "de": [
+        "Ich habe lange geschwiegen, aber heute erzähle ich meine Geschichte.",
+        "Es ist unglaublich, wie wenig sich in den letzten Jahren verändert hat.",
+        "Danke an alle, die zuhören und nicht wegschauen.",
+    ],
+    "fr": [
+        "Je n'ai jamais osé en parler avant aujourd'hui, merci pour votre soutien.",
+        "Cette affaire montre encore une fois que la justice est trop lente.",
+        "Balance ton porc, c'était il y a des années et rien n'a changé.",
+    ],
+    "es": [
+        "Hoy por fin me atreví a contar lo que me pasó en el trabajo.",
+        "Es indignante que sigan culpando a las víctimas en los medios.",
+        "Gracias a todas las que alzaron la voz, no están solas.",
+    ],
+    "pt": [
+        "Nunca contei isso para ninguém, mas hoje decidi falar.",
+        "É revoltante ver como as vítimas ainda são desacreditadas.",
+    ],
+    "it": [
+        "Anche io ho una storia da raccontare, e oggi la racconto.",
+        "Non è normale che nessuno abbia detto niente per anni.",
+    ],
+    "nl": [
+        "Ik heb er nooit over gepraat, maar vandaag doe ik het wel.",
+        "Het is schokkend hoe weinig er is veranderd sinds toen.",
+    ],
+    "ja": [
+        "今日、初めて自分の経験について話すことにしました。",
+        "被害者を責めるのはもうやめてほしい。",
+    ],
+}
+_TAGS = ["MeToo", "metoo", "HowIWillChange", "NotAllMen", "IDidIt", "TimesUp", "BalanceTonPorc",
+         "YoTambién", "QuellaVoltaChe", "MeTooインド", "Survivors", "WomensMarch"]
+_EMOJI = ["❤️", "🙏", "💪", "😡", "😢", "✊", "🔥", "👏", ""]
+_DOMAINS = ["mastodon.social", "mas.to", "hachyderm.io", "chaos.social", "mastodon.world"]
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    post: Post
+    plain: str  # the post's text as a reader sees it (what VADER alone scores)
+
+
+def _link_html(url: str) -> str:
+    scheme, rest = url.split("://", 1)
+    shown, hidden = rest[:23], rest[23:]
+    return (f'<a href="{url}" rel="nofollow noopener" target="_blank">'
+            f'<span class="invisible">{scheme}://</span><span class="ellipsis">{shown}</span>'
+            f'<span class="invisible">{hidden}</span></a>')
+
+
+def generate(n: int, seed: int = SEED) -> list[Sample]:
+    """*n* posts, deterministic for a seed: ~70 % English, the rest in 7 languages."""
+    rnd = random.Random(seed)
+    start = datetime(2025, 11, 20, tzinfo=UTC)
+    out: list[Sample] = []
+    for i in range(n):
+        lang = "en" if rnd.random() < 0.7 else rnd.choice(sorted(_OTHER))
+        pool = _EN if lang == "en" else _OTHER[lang]
+        sentences = rnd.choices(pool, k=rnd.choice([1, 1, 1, 2, 2, 3, 4, 6]))
+        tags = rnd.sample(_TAGS, k=rnd.choice([1, 1, 2, 2, 3, 5]))
+        emoji = rnd.choice(_EMOJI)
+        link = (f"https://{rnd.choice(_DOMAINS)}/@someone/{rnd.getrandbits(60)}"
+                if rnd.random() < 0.25 else None)
+        mention = f"@user{rnd.randrange(5000)}" if rnd.random() < 0.2 else None
+        created = start + timedelta(seconds=rnd.randrange(3 * 86400))
+        author = f"user{rnd.randrange(20000)}@{rnd.choice(_DOMAINS)}"
+        body = " ".join(sentences) + (f" {emoji}" if emoji else "")
+        tag_text = " ".join("#" + t for t in tags)
+        parts = [p for p in (mention, body, link, tag_text) if p]
+        plain = " ".join(parts)
+        given_lang = lang if rnd.random() < 0.5 else None
+        if rnd.random() < 0.6:  # Mastodon: sanitized HTML, tags also as metadata
+            host = rnd.choice(_DOMAINS)
+            paragraphs = [f"<p>{mention + ' ' if mention else ''}{sentences[0]}</p>"]
+            paragraphs += [f"<p>{s}</p>" for s in sentences[1:]]
+            if emoji:
+                paragraphs[-1] = paragraphs[-1][:-4] + f" {emoji}</p>"
+            if link:
+                paragraphs.append(f"<p>{_link_html(link)}</p>")
+            paragraphs.append("<p>" + " ".join(
+                f'<a href="https://{host}/tags/{t}" class="mention hashtag" rel="tag">'
+                f"#<span>{t}</span></a>" for t in tags) + "</p>")
+            post = Post(platform="mastodon", key=f"https://{host}/users/u/statuses/{i}",
+                        created_at=created, url=f"https://{host}/@u/{i}", author=author,
+                        html="".join(paragraphs), lang=given_lang,
+                        tags=tuple(t.lower() for t in tags))
+        else:  # Bluesky: plain text, tags from facets
+            post = Post(platform="bluesky", key=f"at://did:plc:bench{i}/app.bsky.feed.post/{i}",
+                        created_at=created, author=author, text=plain,
+                        lang=f"{given_lang}-US" if given_lang == "en" else given_lang,
+                        tags=tuple(tags))
+        out.append(Sample(post=post, plain=plain))
+    return out
+
+
+# --------------------------------------------------------------------------- runs
+
+def _chunks(items: Sequence[Post], size: int) -> Iterator[Sequence[Post]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _config(url: str) -> Config:
+    # hashing authors and storing text: the most work the pipeline can be asked to do
+    return Config(database=DatabaseSettings(url=url),
+                  privacy=PrivacySettings(authors="hash", store_text=True, hash_secret="bench"))
+
+
+def run_vader(samples: Sequence[Sample], stock: bool = True) -> float:
+    """Posts/s of VADER alone: stock vaderSentiment (the reference) or our FastAnalyzer."""
+    score = SentimentIntensityAnalyzer().polarity_scores if stock else analyzer().polarity_scores
+    start = time.perf_counter()
+    for sample in samples:
+        score(sample.plain)
+    return len(samples) / (time.perf_counter() - start)
+
+
+def run_pipeline(engine: Engine, samples: Sequence[Sample], batch: int) -> float:
+    from monitor.store.repository import write_batch
+
+    enricher = Enricher.from_config(_config(str(engine.url)))
+    stream = StreamKey(source="bench", endpoint="bench", tag="*")
+    items = [s.post for s in samples]
+    start = time.perf_counter()
+    for number, chunk in enumerate(_chunks(items, batch)):
+        scored = enricher.enrich_many(chunk)
+        write_batch(engine, scored, stream=stream,
+                    cursor=Cursor(source="bench", stream=stream.name, value=str(number)))
+    return len(items) / (time.perf_counter() - start)
+
+
+class _PostRow:
+    pass
+
+
+class _TagRow:
+    pass
+
+
+class _BucketRow:
+    pass
+
+
+_mapped = False
+
+
+def _map_orm() -> None:
+    global _mapped
+    if not _mapped:
+        mapper = registry()
+        mapper.map_imperatively(_PostRow, posts)
+        mapper.map_imperatively(_TagRow, post_tags)
+        mapper.map_imperatively(_BucketRow, tag_buckets)
+        _mapped = True
+
+
+def _naive_store(session: Session, post: ScoredPost, now: datetime) -> None:
+    s = post.sentiment
+    row: Any = _PostRow()
+    row.platform, row.key, row.created_at, row.collected_at = (post.platform, post.key,
+                                                               post.created_at, now)
+    row.author, row.url, row.lang, row.text = post.author, post.url, post.lang, post.text
+    row.is_repost, row.sensitive = post.is_repost, post.sensitive
+    row.compound = s.compound if s else None
+    row.pos, row.neu, row.neg = (s.pos, s.neu, s.neg) if s else (None, None, None)
+    session.add(row)
+    session.flush()
+    for tag in post.tags:
+        tag_row: Any = _TagRow()
+        tag_row.post_id, tag_row.tag, tag_row.created_at = row.id, tag, post.created_at
+        session.add(tag_row)
+        key = {"tag": tag, "bucket_start": bucket_start(post.created_at)}
+        bucket: Any = session.get(_BucketRow, key)
+        if bucket is None:
+            bucket = _BucketRow()
+            bucket.tag, bucket.bucket_start = key["tag"], key["bucket_start"]
+            bucket.posts = bucket.scored = bucket.positive = bucket.neutral = bucket.negative = 0
+            bucket.compound_sum = bucket.compound_sq_sum = 0.0
+            session.add(bucket)
+        bucket.posts += 1
+        if s is not None:
+            bucket.scored += 1
+            bucket.compound_sum += s.compound
+            bucket.compound_sq_sum += s.compound * s.compound
+            if s.compound >= 0.05:
+                bucket.positive += 1
+            elif s.compound <= -0.05:
+                bucket.negative += 1
+            else:
+                bucket.neutral += 1
+    session.commit()
+
+
+def run_naive(engine: Engine, samples: Sequence[Sample]) -> float:
+    _map_orm()
+    enricher = Enricher.from_config(_config(str(engine.url)))
+    start = time.perf_counter()
+    with Session(engine) as session:
+        for sample in samples:
+            _naive_store(session, enricher.enrich(sample.post), datetime.now(UTC))
+    return len(samples) / (time.perf_counter() - start)
+
+
+def _pg_schema() -> Iterator[str | None]:
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:  # PostgreSQL not running: report, keep the other figures
+        print(f"PostgreSQL unavailable ({type(exc).__name__}); skipping (c)", file=sys.stderr)
+        yield None
+        return
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def _timed(label: str, fn: Callable[[], float]) -> float:
+    rate = fn()
+    print(f"{label:<52} {rate:>10,.0f} posts/s")
+    return rate
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=20000, help="posts to generate")
+    parser.add_argument("--batch", type=int, default=500, help="posts per write_batch")
+    parser.add_argument("--naive-n", type=int, default=2000, help="posts for the naive loop")
+    parser.add_argument("--seed", type=int, default=SEED)
+    args = parser.parse_args(argv)
+
+    samples = generate(args.n, args.seed)
+    load = time.perf_counter()
+    warm = Enricher.from_config(_config("sqlite://"))
+    warm.enrich_many(s.post for s in generate(50, args.seed + 1))  # load both models once
+    print(f"{args.n} posts, batch {args.batch}; models loaded in "
+          f"{time.perf_counter() - load:.2f} s (once per process, not timed below)")
+
+    vader = _timed("(a) VADER alone (stock vaderSentiment)", lambda: run_vader(samples))
+    _timed("    for reference: monitor's FastAnalyzer alone (same scores)",
+           lambda: run_vader(samples, stock=False))
+    with tempfile.TemporaryDirectory() as tmp:
+        sqlite_engine = make_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
+        migrate(sqlite_engine)
+        sqlite_rate = _timed("(b) pipeline + write_batch, SQLite",
+                             lambda: run_pipeline(sqlite_engine, samples, args.batch))
+        sqlite_engine.dispose()
+
+        naive_engine = make_engine(f"sqlite:///{Path(tmp) / 'naive.db'}")
+        migrate(naive_engine)
+        naive_samples = samples[: args.naive_n]
+        naive = _timed(f"(d) naive ORM add+commit per post, SQLite (n={len(naive_samples)})",
+                       lambda: run_naive(naive_engine, naive_samples))
+        naive_engine.dispose()
+
+    pg_rate = 0.0
+    for url in _pg_schema():
+        if url is not None:
+            pg_engine = make_engine(url)
+            migrate(pg_engine)
+            pg_rate = _timed("(c) pipeline + write_batch, PostgreSQL",
+                             partial(run_pipeline, pg_engine, samples, args.batch))
+            pg_engine.dispose()
+
+    result = {
+        "posts_s_vader": round(vader, 1),
+        "posts_s_sqlite": round(sqlite_rate, 1),
+        "posts_s_postgres": round(pg_rate, 1),
+        "posts_s_naive": round(naive, 1),
+        "ratio_sqlite_vs_vader": round(sqlite_rate / vader, 3),
+        "ratio_postgres_vs_vader": round(pg_rate / vader, 3),
+        "ratio_sqlite_vs_naive": round(sqlite_rate / naive, 2),
+    }
+    print(f"pipeline/VADER: SQLite {result['ratio_sqlite_vs_vader']:.2f}x, PostgreSQL "
+          f"{result['ratio_postgres_vs_vader']:.2f}x (target >= 0.7); pipeline/naive: "
+          f"{result['ratio_sqlite_vs_naive']:.1f}x (target >= 10)")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,399 @@
+"""Read-side latency: trends and relate from the 5-minute rollups vs the same answers from raw.
+
+Seeds, on a fresh SQLite file and a fresh PostgreSQL schema (dropped afterwards):
+
+- ``tag_buckets``: 10 tags × 1 year of 5-minute buckets (1,051,200 rows), a daily
+  rhythm and bursts, every bucket non-empty;
+- raw ``posts`` + ``post_tags`` for the two tags the queries read (``metoo`` and
+  ``notallmen``) over the 90 days the queries cover — ``--rate`` (default 20)
+  posts per 5 minutes for metoo on average, 0.6× that for notallmen echoing
+  metoo 3 h later, 5 % of notallmen posts also tagged metoo — and the buckets of those
+  two tags in that window are *computed from those posts*, so the rollup and the
+  raw answers must agree exactly (checked before timing).
+
+Timed (p50/p95 over repeated runs, warm cache):
+
+- ``trends``: ``series(metoo, 90 days, step 1h)`` (2,160 points) vs the same
+  GROUP BY over posts ⋈ post_tags;
+- ``relate_volume``: the volume half of ``relate`` (two hourly series, prewhitening
+  and cross-correlation over ±48 h) from buckets vs from raw posts;
+- ``relate_full``: the whole ``relate()`` call (volume half from rollups; tone and
+  co-occurrence from rollup totals plus a join over the posts carrying both tags)
+  vs the same computed from raw posts alone (raw hourly series, and every post of
+  each tag joined to ``posts``).
+
+Targets: p95 <= 50 ms and >= 20x faster than raw. The ratio grows with posts per
+bucket (raw work is per post, rollup work per bucket): at ``--rate 3`` expect
+only a few x, so the rate is printed with the figures.
+Run: ``.venv/bin/python -m benchmarks.query [--repeat 30]``. The last line is one
+JSON object of flat numeric keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, and_, case, create_engine, func, select, text
+
+from monitor.analyse.relate import cross_correlation, prepare, relate, tone_from_posts
+from monitor.store.db import make_engine, migrate
+from monitor.store.queries import SeriesPoint, _bucket_epoch, align_range, series
+from monitor.store.schema import post_tags, posts
+
+PG_URL = os.environ.get("MONITOR_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+TAGS = ["metoo", "notallmen", "howiwillchange", "ididit", "timesup", "believewomen",
+        "yesallwomen", "himtoo", "churchtoo", "balancetonporc"]
+BUCKET = 300
+PER_DAY = 86400 // BUCKET
+RAW_DAYS = 90
+SEED = 20171015
+
+
+# ------------------------------------------------------------------------------- data
+
+def _season(n: int, rng: np.random.Generator, mean: float) -> np.ndarray:
+    """Intensity per 5-minute bucket: daily and weekly rhythm plus decaying bursts."""
+    t = np.arange(n)
+    daily = 1 + 0.6 * np.sin(2 * np.pi * (t % PER_DAY) / PER_DAY - 1.2)
+    weekly = 1 + 0.15 * np.sin(2 * np.pi * t / (7 * PER_DAY))
+    bursts = np.zeros(n)
+    idx = rng.choice(n - 100, max(4, n // 3000), replace=False)
+    bursts[idx] = rng.uniform(2, 8, idx.size)
+    bursts = np.convolve(bursts, np.exp(-np.arange(36) / 10.0))[:n]
+    return np.asarray(mean * (daily * weekly + bursts))
+
+
+def _stamps(epochs: np.ndarray) -> list[str]:
+    """UTC epoch seconds → 'YYYY-MM-DD HH:MM:SS.ffffff' (how SQLite stores our timestamps)."""
+    text_ = np.datetime_as_string(epochs.astype("datetime64[s]").astype("datetime64[us]"),
+                                  unit="us")
+    return [s.replace("T", " ") for s in text_.tolist()]
+
+
+class Dataset:
+    """Buckets for all tags over a year; raw posts for two tags over the last 90 days.
+
+    *rate* is the mean number of posts per tag per 5-minute bucket.
+    """
+
+    def __init__(self, end: datetime, seed: int, rate: float) -> None:
+        rng = np.random.default_rng(seed)
+        self.end = end
+        n = 365 * PER_DAY
+        self.first = int(end.timestamp()) - n * BUCKET
+        raw_first = int(end.timestamp()) - RAW_DAYS * PER_DAY * BUCKET
+        epochs = self.first + BUCKET * np.arange(n, dtype=np.int64)
+        raw_mask = epochs >= raw_first
+        window = epochs[raw_mask]
+        m = window.size
+        # metoo, and notallmen answering metoo's rhythm and bursts 3 hours (36 buckets) later
+        lam = _season(m, rng, rate)
+        counts = {"metoo": rng.poisson(lam), "notallmen": rng.poisson(0.6 * np.roll(lam, 36))}
+        ids, keys, created, compound, tag_rows = [], [], [], [], []
+        next_id = 1
+        agg: dict[str, np.ndarray] = {}
+        for tag, c in counts.items():
+            k = int(c.sum())
+            bucket_idx = np.repeat(np.arange(m), c)
+            at = window[bucket_idx] + rng.integers(0, BUCKET, k)
+            comp = np.clip(rng.normal(0.1 if tag == "metoo" else -0.15, 0.45, k), -1, 1)
+            unscored = rng.random(k) < 0.1
+            also_metoo = (rng.random(k) < 0.05) if tag == "notallmen" else np.zeros(k, bool)
+            post_ids = np.arange(next_id, next_id + k)
+            next_id += k
+            stamps = _stamps(at)
+            comp_list: list[float | None] = [None if u else float(v)
+                                             for u, v in zip(unscored, comp, strict=True)]
+            ids += post_ids.tolist()
+            keys += [f"k{i}" for i in post_ids.tolist()]
+            created += stamps
+            compound += comp_list
+            tag_rows += list(zip(post_ids.tolist(), [tag] * k, stamps, strict=True))
+            extra = np.nonzero(also_metoo)[0]
+            tag_rows += [(int(post_ids[i]), "metoo", stamps[i]) for i in extra]
+            # rollups of exactly these posts: per (tag, bucket) sums
+            scored_v = np.where(unscored, 0.0, comp)
+            for t, sel in ((tag, np.arange(k)), ("metoo", extra)):
+                b = bucket_idx[sel]
+                cs = scored_v[sel]
+                sc = (~unscored[sel]).astype(float)
+                cols = np.vstack([
+                    np.bincount(b, minlength=m).astype(float),
+                    np.bincount(b, weights=sc, minlength=m),
+                    np.bincount(b, weights=cs, minlength=m),
+                    np.bincount(b, weights=cs * cs, minlength=m),
+                    np.bincount(b, weights=sc * (cs >= 0.05), minlength=m),
+                    np.bincount(b, weights=sc * ((cs > -0.05) & (cs < 0.05)), minlength=m),
+                    np.bincount(b, weights=sc * (cs <= -0.05), minlength=m),
+                ])
+                agg[t] = agg[t] + cols if t in agg else cols
+        self.posts = list(zip(ids, ["bench"] * len(ids), keys, created, created, compound,
+                              strict=True))
+        self.post_tags = tag_rows
+        self.bucket_rows: list[tuple[Any, ...]] = []
+        window_stamps = _stamps(window)
+        for t, cols in agg.items():
+            for i in np.nonzero(cols[0])[0].tolist():
+                c = cols[:, i]
+                self.bucket_rows.append((t, window_stamps[i], int(c[0]), int(c[1]), float(c[2]),
+                                         float(c[3]), int(c[4]), int(c[5]), int(c[6])))
+        all_stamps = _stamps(epochs)
+        for tag in TAGS:
+            c_all = rng.poisson(_season(n, rng, rate)) + 1
+            s_all = rng.binomial(c_all, 0.9)
+            mean = np.clip(rng.normal(0.0, 0.3, n), -1, 1)
+            keep = ~raw_mask if tag in counts else np.ones(n, bool)
+            for i in np.nonzero(keep)[0].tolist():
+                c, sc, mu = int(c_all[i]), int(s_all[i]), float(mean[i])
+                self.bucket_rows.append((tag, all_stamps[i], c, sc, mu * sc, mu * mu * sc,
+                                         sc // 2, 0, sc - sc // 2))
+
+
+# ------------------------------------------------------------------------------ seeding
+
+def seed_sqlite(engine: Engine, data: Dataset) -> None:
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.executemany(
+            "INSERT INTO tag_buckets (tag, bucket_start, posts, scored, compound_sum, "
+            "compound_sq_sum, positive, neutral, negative) VALUES (?,?,?,?,?,?,?,?,?)",
+            data.bucket_rows)
+        cur.executemany(
+            "INSERT INTO posts (id, platform, key, created_at, collected_at, compound, "
+            "is_repost, sensitive) VALUES (?,?,?,?,?,?,0,0)", data.posts)
+        cur.executemany("INSERT INTO post_tags (post_id, tag, created_at) VALUES (?,?,?)",
+                        data.post_tags)
+        raw.commit()
+        cur.execute("ANALYZE")
+        raw.commit()
+    finally:
+        raw.close()
+
+
+def seed_postgres(engine: Engine, data: Dataset) -> None:
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        with cur.copy("COPY tag_buckets (tag, bucket_start, posts, scored, compound_sum, "  # type: ignore[attr-defined]
+                      "compound_sq_sum, positive, neutral, negative) FROM STDIN") as copy:
+            for row in data.bucket_rows:
+                copy.write_row((row[0], row[1] + "+00", *row[2:]))
+        with cur.copy("COPY posts (id, platform, key, created_at, collected_at, compound, "  # type: ignore[attr-defined]
+                      "is_repost, sensitive) FROM STDIN") as copy:
+            for row in data.posts:
+                copy.write_row((*row[:3], row[3] + "+00", row[4] + "+00", row[5], False, False))
+        with cur.copy("COPY post_tags (post_id, tag, created_at) FROM STDIN") as copy:  # type: ignore[attr-defined]
+            for row in data.post_tags:
+                copy.write_row((row[0], row[1], row[2] + "+00"))
+        raw.commit()
+        cur.execute("ANALYZE")
+        raw.commit()
+    finally:
+        raw.close()
+
+
+# ------------------------------------------------------------------------------- raw side
+
+def series_from_raw(engine: Engine, tags: list[str], since: datetime, until: datetime,
+                    step: timedelta) -> list[SeriesPoint]:
+    """The same answer as queries.series, computed from posts ⋈ post_tags."""
+    size = int(step.total_seconds())
+    start, end = align_range(since, until, size)
+    p, t = posts.c, post_tags.c
+    bucket = _bucket_epoch(engine, t.created_at, size).label("bucket")
+    stmt = (
+        select(t.tag, bucket, func.count().label("posts"), func.count(p.compound).label("scored"),
+               func.sum(p.compound).label("csum"),
+               func.sum(case((p.compound >= 0.05, 1), else_=0)).label("positive"),
+               func.sum(case((and_(p.compound > -0.05, p.compound < 0.05), 1), else_=0))
+               .label("neutral"),
+               func.sum(case((p.compound <= -0.05, 1), else_=0)).label("negative"))
+        .select_from(post_tags.join(posts, p.id == t.post_id))
+        .where(t.tag.in_(tags), t.created_at >= start, t.created_at < end)
+        .group_by(t.tag, bucket)
+    )
+    found: dict[tuple[str, int], Any] = {}
+    with engine.connect() as conn:
+        for row in conn.execute(stmt):
+            found[(row.tag, int(row.bucket))] = row
+    out = []
+    n = int((end - start).total_seconds()) // size
+    first = int(start.timestamp())
+    for tag in tags:
+        for i in range(n):
+            e = first + i * size
+            r = found.get((tag, e))
+            when = datetime.fromtimestamp(e, tz=UTC)
+            if r is None:
+                out.append(SeriesPoint(tag, when, 0, 0, None, 0, 0, 0))
+            else:
+                s = int(r.scored)
+                out.append(SeriesPoint(tag, when, int(r.posts), s,
+                                       float(r.csum) / s if s else None, int(r.positive or 0),
+                                       int(r.neutral or 0), int(r.negative or 0)))
+    return out
+
+
+def relate_volume(fetch: Callable[..., list[SeriesPoint]], engine: Engine, since: datetime,
+                  until: datetime) -> int | None:
+    pts = fetch(engine, ["metoo", "notallmen"], since, until, timedelta(hours=1))
+    a = [float(p.posts) for p in pts if p.tag == "metoo"]
+    b = [float(p.posts) for p in pts if p.tag == "notallmen"]
+    start, _ = align_range(since, until, 3600)
+    return cross_correlation(*prepare(a, b, first_hour=start.hour), max_lag=48).best_lag
+
+
+# ------------------------------------------------------------------------------- timing
+
+def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
+    fn()  # warm the cache and the statement compiler
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1000)
+    samples.sort()
+    p95 = samples[min(len(samples) - 1, round(0.95 * (len(samples) - 1)))]
+    return statistics.median(samples), p95
+
+
+def check_same(a: list[SeriesPoint], b: list[SeriesPoint]) -> None:
+    assert len(a) == len(b), (len(a), len(b))
+    for x, y in zip(a, b, strict=True):
+        assert (x.tag, x.bucket, x.posts, x.scored, x.positive, x.neutral, x.negative) == (
+            y.tag, y.bucket, y.posts, y.scored, y.positive, y.neutral, y.negative), (x, y)
+        if x.mean_compound is None or y.mean_compound is None:
+            assert x.mean_compound is y.mean_compound
+        else:
+            assert abs(x.mean_compound - y.mean_compound) < 1e-9
+
+
+def run_dialect(name: str, engine: Engine, data: Dataset, repeat: int) -> dict[str, float]:
+    t0 = time.perf_counter()
+    (seed_postgres if name == "postgres" else seed_sqlite)(engine, data)
+    seed_s = time.perf_counter() - t0
+    until = data.end
+    since = until - timedelta(days=RAW_DAYS)
+    hour = timedelta(hours=1)
+    check_same(series(engine, ["metoo"], since, until, hour),
+               series_from_raw(engine, ["metoo"], since, until, hour))
+    lag_buckets = relate_volume(series, engine, since, until)
+    lag_raw = relate_volume(series_from_raw, engine, since, until)
+    assert lag_buckets == lag_raw, (lag_buckets, lag_raw)
+    out: dict[str, float] = {f"{name}_seed_s": round(seed_s, 2)}
+    raw_repeat = max(3, repeat // 5)
+    cases = {
+        "trends": (lambda: series(engine, ["metoo"], since, until, hour),
+                   lambda: series_from_raw(engine, ["metoo"], since, until, hour)),
+        "relate_volume": (lambda: relate_volume(series, engine, since, until),
+                          lambda: relate_volume(series_from_raw, engine, since, until)),
+    }
+    for case_name, (fast, slow) in cases.items():
+        p50, p95 = timed(fast, repeat)
+        r50, r95 = timed(slow, raw_repeat)
+        out.update({f"{name}_{case_name}_p50_ms": round(p50, 2),
+                    f"{name}_{case_name}_p95_ms": round(p95, 2),
+                    f"{name}_{case_name}_raw_p50_ms": round(r50, 2),
+                    f"{name}_{case_name}_raw_p95_ms": round(r95, 2),
+                    f"{name}_{case_name}_speedup_p50": round(r50 / p50, 1)})
+        print(f"{name:8s} {case_name:14s} buckets p50 {p50:8.2f} ms  p95 {p95:8.2f} ms | "
+              f"raw p50 {r50:8.2f} ms  p95 {r95:8.2f} ms | {r50 / p50:6.1f}x", flush=True)
+    rel = relate(engine, "metoo", "notallmen", since, until)
+    ref = tone_from_posts(engine, "metoo", "notallmen", rel.since, rel.until)
+    assert (rel.tone_a.posts, rel.tone_a.with_other) == (ref.posts, ref.with_other)
+    assert abs((rel.tone_a.mean_without or 0) - (ref.mean_without or 0)) < 1e-9
+
+    def relate_raw() -> None:
+        relate_volume(series_from_raw, engine, since, until)
+        tone_from_posts(engine, "metoo", "notallmen", rel.since, rel.until)
+        tone_from_posts(engine, "notallmen", "metoo", rel.since, rel.until)
+
+    p50, p95 = timed(lambda: relate(engine, "metoo", "notallmen", since, until), repeat)
+    r50, r95 = timed(relate_raw, raw_repeat)
+    out.update({f"{name}_relate_full_p50_ms": round(p50, 2),
+                f"{name}_relate_full_p95_ms": round(p95, 2),
+                f"{name}_relate_full_raw_p50_ms": round(r50, 2),
+                f"{name}_relate_full_raw_p95_ms": round(r95, 2),
+                f"{name}_relate_full_speedup_p50": round(r50 / p50, 1)})
+    print(f"{name:8s} {'relate (full)':14s} buckets p50 {p50:8.2f} ms  p95 {p95:8.2f} ms | "
+          f"raw p50 {r50:8.2f} ms  p95 {r95:8.2f} ms | {r50 / p50:6.1f}x "
+          f"(best lag {lag_buckets:+d} h; shared posts read from posts)", flush=True)
+    out[f"{name}_best_lag_h"] = float(lag_buckets if lag_buckets is not None else 0)
+    return out
+
+
+@contextmanager
+def sqlite_engine() -> Iterator[Engine]:
+    with tempfile.TemporaryDirectory(prefix="bench-query-") as tmp:
+        engine = make_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
+        migrate(engine)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+
+
+@contextmanager
+def pg_engine() -> Iterator[Engine | None]:
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:  # any failure here means: no PostgreSQL to measure
+        print(f"postgres: skipped ({type(exc).__name__}: {str(exc).splitlines()[0]})")
+        yield None
+        return
+    engine = make_engine(f"{PG_URL}?options=-csearch_path%3D{schema}")
+    try:
+        migrate(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=30, help="timed runs per query")
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--rate", type=float, default=20.0,
+                        help="mean posts per tag per 5-minute bucket (raw sample and rollups)")
+    parser.add_argument("--no-postgres", action="store_true")
+    args = parser.parse_args(argv)
+    end = datetime(2026, 11, 1, tzinfo=UTC)
+    t0 = time.perf_counter()
+    data = Dataset(end, args.seed, args.rate)
+    print(f"generated {len(data.bucket_rows):,} bucket rows, {len(data.posts):,} raw posts, "
+          f"{len(data.post_tags):,} post tags in {time.perf_counter() - t0:.1f} s", flush=True)
+    result: dict[str, float] = {"rate_posts_per_bucket": args.rate,
+                                "bucket_rows": float(len(data.bucket_rows)),
+                                "raw_posts": float(len(data.posts))}
+    with sqlite_engine() as engine:
+        result.update(run_dialect("sqlite", engine, data, args.repeat))
+    if not args.no_postgres:
+        with pg_engine() as pg:
+            if pg is not None:
+                result.update(run_dialect("postgres", pg, data, args.repeat))
+    result["total_s"] = round(time.perf_counter() - t0, 1)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,188 @@
+"""CLI commands of detection: ``monitor alerts``, ``monitor evaluate`` and ``monitor silence``.
+
+Thin skins over :mod:`monitor.detect.engine` and :mod:`monitor.detect.silences`;
+user mistakes become one line on stderr and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import getpass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+
+from monitor.cli import ConfigOption, OutputFormat, console, emit_rows, fail, get_config, open_store
+from monitor.durations import parse_duration
+from monitor.errors import InputError, MonitorError
+
+__all__ = ["register"]
+
+_PLAIN: dict[str, Any] = {"highlight": False, "soft_wrap": True}
+FormatOption = Annotated[OutputFormat, typer.Option("--format", "-f", help="table, csv or json")]
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else ""
+
+
+def _labels(labels: dict[str, str] | Any) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(dict(labels).items()))
+
+
+def _now(at: str | None) -> datetime:
+    if at is None:
+        return datetime.now(UTC)
+    try:
+        value = datetime.fromisoformat(at)
+    except ValueError:
+        raise InputError("--at", f"expected an ISO-8601 time like 2026-01-31T12:00Z, got {at!r}") \
+            from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def alerts_command(
+    show_all: Annotated[bool, typer.Option("--all", help="every alert ever raised")] = False,
+    recent: Annotated[str, typer.Option("--recent", help="show alerts resolved within")] = "24h",
+    fmt: FormatOption = OutputFormat.table,
+    config: ConfigOption = None,
+) -> None:
+    """Firing and pending alerts, and those resolved recently."""
+    from monitor.detect.engine import list_alerts
+
+    cfg = get_config(config)
+    try:
+        window = parse_duration(recent)
+    except ValueError as exc:
+        fail(f"--recent: {exc}", 2)
+    try:
+        rows = list_alerts(open_store(cfg), datetime.now(UTC), recent=window, include_all=show_all)
+    except MonitorError as exc:
+        fail(str(exc))
+    out = [
+        {"id": a.id, "state": a.state, "rule": a.rule, "labels": _labels(a.labels),
+         "since": _when(a.active_since), "fired": _when(a.fired_at),
+         "resolved": _when(a.resolved_at), "summary": a.summary}
+        for a in rows
+    ]
+    if not out and fmt is OutputFormat.table:
+        console.print("no firing, pending or recently resolved alerts", **_PLAIN)
+        return
+    emit_rows(out, fmt, title="alerts",
+              columns=["id", "state", "rule", "labels", "since", "fired", "resolved", "summary"])
+
+
+def evaluate_command(
+    at: Annotated[str | None, typer.Option("--at", help="evaluate at this UTC time")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Evaluate every rule once now (or --at), store state and queue notifications."""
+    from monitor.detect.engine import evaluate
+
+    cfg = get_config(config)
+    if not cfg.rules:
+        fail("no rules configured (add a `rules:` list to the config file)", 2)
+    try:
+        report = evaluate(open_store(cfg), cfg, _now(at))
+    except InputError as exc:
+        fail(str(exc), 2)
+    except MonitorError as exc:
+        fail(str(exc))
+    for o in report.outcomes:
+        extra = f" [{o.announced}]" if o.announced else ""
+        muted = f" ({o.muted})" if o.muted else ""
+        console.print(f"{o.state:<8} {o.rule} {_labels(o.labels)}{muted}{extra}: {o.summary}",
+                      **_PLAIN)
+    console.print(f"{len(report.outcomes)} alerts evaluated, {len(report.firing)} firing, "
+                  f"{len(report.announcements)} queued for notification", **_PLAIN)
+
+
+silence_app = typer.Typer(help="Mute matching alerts for a while without losing their state.",
+                          no_args_is_help=True)
+
+
+@silence_app.command("add")
+def silence_add(
+    matchers: Annotated[list[str], typer.Argument(help="key=value, e.g. rule=spike tag=metoo")],
+    duration: Annotated[str, typer.Option("--for", help="how long, e.g. 2h")] = "2h",
+    comment: Annotated[str, typer.Option("--comment", help="why (shown in silence list)")] = "",
+    config: ConfigOption = None,
+) -> None:
+    """Add a silence: `monitor silence add rule=spike tag=metoo --for 2h --comment "..."`."""
+    from monitor.detect.silences import add_silence, parse_matchers
+
+    cfg = get_config(config)
+    try:
+        parsed = parse_matchers(matchers)
+        length = parse_duration(duration)
+    except (InputError, ValueError) as exc:
+        fail(f"--for: {exc}" if not isinstance(exc, InputError) else str(exc), 2)
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = ""
+    try:
+        s = add_silence(open_store(cfg), parsed, length, now=datetime.now(UTC), comment=comment,
+                        created_by=user)
+    except InputError as exc:
+        fail(str(exc), 2)
+    except MonitorError as exc:
+        fail(str(exc))
+    console.print(f"silence {s.id}: {_labels(s.matchers)} until {_when(s.ends_at)}", **_PLAIN)
+
+
+@silence_app.command("list")
+def silence_list(
+    show_all: Annotated[bool, typer.Option("--all", help="include expired silences")] = False,
+    fmt: FormatOption = OutputFormat.table,
+    config: ConfigOption = None,
+) -> None:
+    """Silences in force (with --all, expired ones too)."""
+    from monitor.detect.silences import list_silences
+
+    cfg = get_config(config)
+    now = datetime.now(UTC)
+    try:
+        rows = list_silences(open_store(cfg), now, include_expired=show_all)
+    except MonitorError as exc:
+        fail(str(exc))
+    out = [
+        {"id": s.id, "matchers": _labels(s.matchers), "starts": _when(s.starts_at),
+         "ends": _when(s.ends_at), "active": s.active(now), "comment": s.comment,
+         "by": s.created_by}
+        for s in rows
+    ]
+    if not out and fmt is OutputFormat.table:
+        console.print("no silences in force", **_PLAIN)
+        return
+    emit_rows(out, fmt, title="silences",
+              columns=["id", "matchers", "starts", "ends", "active", "comment", "by"])
+
+
+@silence_app.command("expire")
+def silence_expire(
+    silence_id: Annotated[int, typer.Argument(help="the id shown by `monitor silence list`")],
+    config: ConfigOption = None,
+) -> None:
+    """End a silence now."""
+    from monitor.detect.silences import expire_silence
+
+    cfg = get_config(config)
+    try:
+        s = expire_silence(open_store(cfg), silence_id, datetime.now(UTC))
+    except InputError as exc:
+        fail(str(exc), 1)
+    except MonitorError as exc:
+        fail(str(exc))
+    console.print(f"silence {s.id} expired at {_when(s.ends_at)}", **_PLAIN)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `alerts`, `evaluate` and `silence` to the ``monitor`` app (idempotent)."""
+    known = {c.name for c in app.registered_commands}
+    if "alerts" not in known:
+        app.command("alerts")(alerts_command)
+    if "evaluate" not in known:
+        app.command("evaluate")(evaluate_command)
+    if "silence" not in {g.name for g in app.registered_groups}:
+        app.add_typer(silence_app, name="silence")

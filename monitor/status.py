@@ -1,0 +1,224 @@
+"""``monitor run`` (the service) and ``monitor status`` (per-stream health).
+
+``status`` reads ``stream_health``: one row per stream with when it last
+worked, its last error, how many posts it brought, how many it had to skip,
+how many fetches failed and how far it lags behind the platform.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from monitor.cli import ConfigOption, OutputFormat, emit_rows, fail, get_config, open_store
+from monitor.config import Config
+from monitor.errors import ConfigError, MonitorError
+from monitor.store.db import redact_url
+from monitor.store.schema import stream_health
+
+__all__ = ["StreamStatus", "configure_logging", "read_status", "register", "run_service"]
+
+log = logging.getLogger("monitor.run")
+
+# csv/json carry exact times; the table folds the error's age into the error column
+COLUMNS = ("source", "stream", "last_success", "last_error_at", "last_error", "posts",
+           "rejected", "fetch_errors", "lag")
+TABLE_COLUMNS = ("source", "stream", "last_success", "last_error", "posts", "rejected",
+                 "fetch_errors", "lag")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStatus:
+    """One row of ``stream_health`` (times are aware UTC, lag in seconds)."""
+
+    source: str
+    stream: str
+    last_attempt_at: datetime | None
+    last_success_at: datetime | None
+    last_error_at: datetime | None
+    last_error: str | None
+    last_post_at: datetime | None
+    lag_seconds: float | None
+    posts_collected: int
+    posts_rejected: int
+    fetch_errors: int
+
+    @property
+    def failing(self) -> bool:
+        """The last attempt failed (an error newer than the last success)."""
+        if self.last_error_at is None:
+            return False
+        return self.last_success_at is None or self.last_error_at >= self.last_success_at
+
+
+def read_status(engine: Engine) -> list[StreamStatus]:
+    """Every stream's health, ordered by source and stream."""
+    h = stream_health.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(stream_health).order_by(h.source, h.stream)).all()
+    return [
+        StreamStatus(
+            source=row.source, stream=row.stream, last_attempt_at=row.last_attempt_at,
+            last_success_at=row.last_success_at, last_error_at=row.last_error_at,
+            last_error=row.last_error, last_post_at=row.last_post_at,
+            lag_seconds=row.lag_seconds, posts_collected=int(row.posts_collected or 0),
+            posts_rejected=int(row.posts_rejected or 0), fetch_errors=int(row.fetch_errors or 0),
+        )
+        for row in rows
+    ]
+
+
+def _age(ts: datetime | None, now: datetime) -> str | None:
+    if ts is None:
+        return None
+    return f"{_span((now - ts).total_seconds())} ago"
+
+
+def _span(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f}m"
+    if seconds < 86400:
+        return f"{seconds // 3600:.0f}h{(seconds % 3600) // 60:02.0f}m"
+    return f"{seconds // 86400:.0f}d{(seconds % 86400) // 3600:02.0f}h"
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return None if ts is None else ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def status_rows(rows: list[StreamStatus], fmt: OutputFormat, now: datetime
+                ) -> list[dict[str, Any]]:
+    """Rows for emit_rows: ages for people (table), exact values for machines (csv/json)."""
+    out: list[dict[str, Any]] = []
+    for r in rows:
+        if fmt is OutputFormat.table:
+            error = r.last_error
+            if error and len(error) > 100:
+                error = error[:97] + "..."
+            if error:
+                error = f"{_age(r.last_error_at, now)}: {error}"
+                if not r.failing:
+                    error = f"(recovered) {error}"
+            out.append({
+                "source": r.source, "stream": r.stream,
+                "last_success": _age(r.last_success_at, now) or "never",
+                "last_error": error,
+                "posts": r.posts_collected, "rejected": r.posts_rejected,
+                "fetch_errors": r.fetch_errors,
+                "lag": None if r.lag_seconds is None else _span(r.lag_seconds),
+            })
+        else:
+            out.append({
+                "source": r.source, "stream": r.stream,
+                "last_success": _iso(r.last_success_at), "last_error_at": _iso(r.last_error_at),
+                "last_error": r.last_error, "posts": r.posts_collected,
+                "rejected": r.posts_rejected, "fetch_errors": r.fetch_errors,
+                "lag": None if r.lag_seconds is None else round(r.lag_seconds, 3),
+            })
+    return out
+
+
+# ---------------------------------------------------------------------------- run
+
+
+class _UTCFormatter(logging.Formatter):
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "Z"
+
+
+def configure_logging(level: str) -> None:
+    """One line per event on stderr: ``2026-01-01T12:00:00Z INFO monitor.x: message``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_UTCFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # third-party chatter: every job start and websocket handshake is not an event
+    for name in ("apscheduler", "httpx", "httpcore", "websockets"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+async def run_service(config: Config, engine: Engine) -> None:
+    """Run the service until SIGINT or SIGTERM; a second signal exits at once."""
+    from monitor.service import Service  # the service pulls in every stage
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            log.warning("%s again: exiting now without waiting", name)
+            os._exit(130)
+        log.info("%s received: stopping (send it again to exit at once)", name)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await Service(config, engine).run(stop)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``run`` and ``status`` to the ``monitor`` command."""
+
+    @app.command("run")
+    def run(config: ConfigOption = None) -> None:
+        """Run the service: migrate the database, then collect until SIGINT/SIGTERM."""
+        cfg = get_config(config)
+        configure_logging(cfg.logging.level)
+        try:
+            engine = open_store(cfg)
+        except MonitorError as exc:
+            fail(str(exc))
+        try:
+            asyncio.run(run_service(cfg, engine))
+        except MonitorError as exc:
+            fail(str(exc), 2 if isinstance(exc, ConfigError) else 1)
+        finally:
+            engine.dispose()
+
+    @app.command("status")
+    def status(
+        config: ConfigOption = None,
+        fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="output format")] = (
+            OutputFormat.table),
+    ) -> None:
+        """Per-stream health: last success, last error, posts, rejected, fetch errors, lag."""
+        cfg = get_config(config)
+        try:
+            engine = open_store(cfg, upgrade=False)
+        except MonitorError as exc:
+            fail(str(exc))
+        try:
+            rows = read_status(engine)
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            fail(f"cannot read stream health from {redact_url(cfg.database.url)}: {reason} "
+                 "(run `monitor init-db` first?)")
+        finally:
+            engine.dispose()
+        if not rows and fmt is OutputFormat.table:
+            typer.echo("no stream has run yet: start the service with `monitor run`", err=True)
+            return
+        emit_rows(status_rows(rows, fmt, datetime.now(UTC)), fmt, title="stream health",
+                  columns=TABLE_COLUMNS if fmt is OutputFormat.table else COLUMNS)

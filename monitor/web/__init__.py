@@ -1,0 +1,1 @@
+"""Read-only dashboard, JSON API, /metrics and /healthz (Starlette)."""

@@ -1,0 +1,328 @@
+"""The read-only dashboard, its JSON API, ``/metrics`` and ``/healthz``.
+
+Everything is served from this process with local assets (no CDN: users run
+this on closed networks). The page is static HTML + hand-written JS that draws
+SVG from ``/api/*``; the API is documented in the README and meant for scripts
+as well.
+
+Access: bound to loopback by default. When ``web.token`` is set (required off
+loopback), ``/api/*`` and ``/metrics`` need ``Authorization: Bearer TOKEN``, or
+the ``monitor_token`` cookie the page sets after it is opened once as
+``/?token=TOKEN``. ``/healthz`` stays open for probes; the page and its assets
+hold no data.
+
+API (all GET, JSON; times ISO-8601 UTC; ranges take ``since``/``until`` as a
+duration back like ``7d`` or an ISO date):
+
+- ``/api/tags`` — followed tags and the busiest tags of the last 7 days
+- ``/api/series?tag=A&tag=B&since=7d&until=&step=auto|5m|1h|1d``
+- ``/api/top?since=24h&limit=20&by=volume|growth``
+- ``/api/cotags?tag=A&since=30d&limit=20``
+- ``/api/relate?a=A&b=B&since=90d&max_lag=48``
+- ``/api/alerts?state=active|all&limit=100``
+- ``/api/posts?tag=A&limit=20`` — recent posts (text only if privacy.store_text; never authors)
+- ``/api/health`` — per-stream collector health
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import Engine, func, or_, select, text
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from monitor.analyse.relate import describe_lag, relate, relation_dict
+from monitor.analyse.timerange import auto_step, parse_range, parse_step
+from monitor.config import Config, normalise_tag
+from monitor.errors import InputError, MonitorError
+from monitor.metrics import build_registry
+from monitor.store.queries import cotags, series, top_tags
+from monitor.store.schema import alerts, post_tags, posts, stream_health
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+COOKIE = "monitor_token"
+MAX_LIMIT = 500
+
+SECURITY_HEADERS = [
+    (b"content-security-policy",
+     b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+     b"connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
+
+Handler = Callable[[Request], Any]
+
+
+class _SecurityHeaders:
+    """Adds a strict CSP and friends to every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = list(message["headers"]) + SECURITY_HEADERS
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _problem(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _limit(request: Request, default: int) -> int:
+    raw = request.query_params.get("limit", str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InputError("limit", f"expected a whole number, got {raw!r}") from None
+    if not 1 <= value <= MAX_LIMIT:
+        raise InputError("limit", f"expected 1 to {MAX_LIMIT}, got {value}")
+    return value
+
+
+def _tag(raw: str | None, name: str) -> str:
+    tag = normalise_tag(raw or "")
+    if not tag:
+        raise InputError(name, f"expected a hashtag like 'metoo', got {raw!r}")
+    return tag
+
+
+def _range(request: Request, default_since: str) -> tuple[datetime, datetime]:
+    q = request.query_params
+    return parse_range(q.get("since") or default_since, q.get("until") or None,
+                       since_name="since", until_name="until")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+class _Api:
+    """The JSON endpoints; sync functions, so Starlette runs them in its thread pool."""
+
+    def __init__(self, engine: Engine, config: Config) -> None:
+        self.engine = engine
+        self.config = config
+
+    def tags(self, request: Request) -> JSONResponse:
+        now = datetime.now(UTC)
+        busy = top_tags(self.engine, now - timedelta(days=7), now, 20)
+        return JSONResponse({"followed": list(self.config.hashtags),
+                             "busy": [{"tag": t.tag, "posts": t.posts} for t in busy]})
+
+    def series(self, request: Request) -> JSONResponse:
+        raw = request.query_params.getlist("tag") or list(self.config.hashtags)
+        if len(raw) > 12:
+            raise InputError("tag", f"expected at most 12 tags, got {len(raw)}")
+        tags = [_tag(t, "tag") for t in raw]
+        start, end = _range(request, "7d")
+        step_raw = request.query_params.get("step", "auto")
+        step = auto_step(start, end) if step_raw == "auto" else parse_step(step_raw, "step")
+        points = series(self.engine, tags, start, end, step)
+        out: dict[str, dict[str, Any]] = {
+            t: {"tag": t, "posts": 0, "scored": 0, "positive": 0, "neutral": 0, "negative": 0,
+                "compound_sum": 0.0, "points": []}
+            for t in dict.fromkeys(tags)
+        }
+        for p in points:
+            entry = out[p.tag]
+            entry["points"].append([p.bucket.isoformat(), p.posts, p.scored, p.mean_compound,
+                                    p.positive, p.neutral, p.negative])
+            entry["posts"] += p.posts
+            entry["scored"] += p.scored
+            entry["positive"] += p.positive
+            entry["neutral"] += p.neutral
+            entry["negative"] += p.negative
+            if p.mean_compound is not None:
+                entry["compound_sum"] += p.mean_compound * p.scored
+        for entry in out.values():
+            csum = entry.pop("compound_sum")
+            entry["mean_compound"] = csum / entry["scored"] if entry["scored"] else None
+        return JSONResponse({
+            "since": _iso(points[0].bucket if points else start), "until": _iso(end),
+            "step_seconds": int(step.total_seconds()),
+            "columns": ["bucket", "posts", "scored", "mean_compound", "positive", "neutral",
+                        "negative"],
+            "series": list(out.values()),
+        })
+
+    def top(self, request: Request) -> JSONResponse:
+        start, end = _range(request, "24h")
+        by = request.query_params.get("by", "volume")
+        found = top_tags(self.engine, start, end, _limit(request, 20), order=by)
+        return JSONResponse({"since": _iso(start), "until": _iso(end), "by": by, "tags": [
+            {"tag": t.tag, "posts": t.posts, "previous": t.previous, "growth": t.growth,
+             "scored": t.scored, "mean_compound": t.mean_compound} for t in found]})
+
+    def cotags(self, request: Request) -> JSONResponse:
+        tag = _tag(request.query_params.get("tag"), "tag")
+        start, end = _range(request, "30d")
+        found = cotags(self.engine, tag, start, end, _limit(request, 20))
+        return JSONResponse({"tag": tag, "since": _iso(start), "until": _iso(end), "cotags": [
+            {"tag": c.tag, "posts": c.posts, "share": c.share, "scored": c.scored,
+             "mean_compound": c.mean_compound} for c in found]})
+
+    def relate(self, request: Request) -> JSONResponse:
+        q = request.query_params
+        a, b = _tag(q.get("a"), "a"), _tag(q.get("b"), "b")
+        start, end = _range(request, "90d")
+        raw_lag = q.get("max_lag", "48")
+        if not raw_lag.isdigit():
+            raise InputError("max_lag", f"expected a whole number of hours, got {raw_lag!r}")
+        rel = relate(self.engine, a, b, start, end, max_lag=int(raw_lag))
+        data = relation_dict(rel)
+        data["summary"] = describe_lag(a, b, rel.xcorr.best_lag, rel.xcorr.best_r,
+                                       rel.xcorr.significant)
+        return JSONResponse(data)
+
+    def alerts(self, request: Request) -> JSONResponse:
+        state = request.query_params.get("state", "active")
+        if state not in ("active", "all", "firing", "pending", "resolved"):
+            raise InputError("state", f"expected active, all, firing, pending or resolved, "
+                                      f"got {state!r}")
+        c = alerts.c
+        stmt = select(alerts).order_by(
+            func.coalesce(c.fired_at, c.active_since, c.last_eval_at).desc(), c.id.desc()
+        ).limit(_limit(request, 100))
+        if state == "active":
+            stmt = stmt.where(or_(c.state == "firing", c.state == "pending"))
+        elif state != "all":
+            stmt = stmt.where(c.state == state)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return JSONResponse({"alerts": [
+            {"id": r.id, "rule": r.rule, "labels": r.labels, "state": r.state,
+             "active_since": _iso(r.active_since), "fired_at": _iso(r.fired_at),
+             "resolved_at": _iso(r.resolved_at), "value": r.value, "summary": r.summary}
+            for r in rows]})
+
+    def posts(self, request: Request) -> JSONResponse:
+        tag = _tag(request.query_params.get("tag"), "tag")
+        p = posts.c
+        stmt = (
+            select(p.platform, p.url, p.created_at, p.lang, p.text, p.sensitive, p.compound)
+            .join(post_tags, post_tags.c.post_id == p.id)
+            .where(post_tags.c.tag == tag)
+            .order_by(post_tags.c.created_at.desc(), p.id.desc())
+            .limit(_limit(request, 20))
+        )
+        show_text = self.config.privacy.store_text
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return JSONResponse({"tag": tag, "text_stored": show_text, "posts": [
+            {"platform": r.platform, "url": r.url, "created_at": _iso(r.created_at),
+             "lang": r.lang, "text": r.text if show_text else None, "sensitive": r.sensitive,
+             "compound": r.compound} for r in rows]})
+
+    def health(self, request: Request) -> JSONResponse:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(stream_health).order_by(
+                stream_health.c.source, stream_health.c.stream)).all()
+        return JSONResponse({"streams": [
+            {"source": r.source, "stream": r.stream, "last_success_at": _iso(r.last_success_at),
+             "last_error_at": _iso(r.last_error_at), "last_error": r.last_error,
+             "last_post_at": _iso(r.last_post_at), "lag_seconds": r.lag_seconds,
+             "posts_collected": r.posts_collected, "posts_rejected": r.posts_rejected,
+             "fetch_errors": r.fetch_errors} for r in rows]})
+
+
+def _guarded(fn: Handler, token: str | None) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap an endpoint: token check, and our errors as JSON 400/503 (never a traceback)."""
+    from starlette.concurrency import run_in_threadpool
+
+    async def endpoint(request: Request) -> Response:
+        if token is not None and not _authorised(request, token):
+            return _problem(401, "missing or wrong access token")
+        try:
+            result: Response = await run_in_threadpool(fn, request)
+        except InputError as exc:
+            return _problem(400, str(exc))
+        except MonitorError as exc:
+            return _problem(503, str(exc))
+        except SQLAlchemyError as exc:
+            log.warning("web: database error on %s: %s", request.url.path, type(exc).__name__)
+            return _problem(503, "the database is unavailable")
+        return result
+
+    return endpoint
+
+
+def _authorised(request: Request, token: str) -> bool:
+    header = request.headers.get("authorization", "")
+    offered = header[7:] if header.lower().startswith("bearer ") else request.cookies.get(COOKIE)
+    return offered is not None and hmac.compare_digest(offered.encode(), token.encode())
+
+
+def create_app(engine: Engine, config: Config) -> Starlette:
+    """The dashboard app over *engine*; serve it with uvicorn (the service does)."""
+    token = config.web.token
+    api = _Api(engine, config)
+    registry = build_registry(engine)
+
+    async def index(request: Request) -> Response:
+        offered = request.query_params.get("token")
+        if offered is not None:
+            # trade the token in the URL for a cookie, and drop it from the address bar
+            if token is None or not hmac.compare_digest(offered.encode(), token.encode()):
+                return _problem(401, "wrong access token")
+            response: Response = RedirectResponse("/", status_code=303)
+            response.set_cookie(COOKIE, token, httponly=True, samesite="strict",
+                                secure=request.url.scheme == "https")
+            return response
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8",
+                            headers={"cache-control": "no-store"})
+
+    def metrics(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    def healthz(request: Request) -> JSONResponse:
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except SQLAlchemyError:
+            return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+    routes = [
+        Route("/", index),
+        Route("/healthz", _guarded(healthz, None)),
+        Route("/metrics", _guarded(metrics, token)),
+        Route("/api/tags", _guarded(api.tags, token)),
+        Route("/api/series", _guarded(api.series, token)),
+        Route("/api/top", _guarded(api.top, token)),
+        Route("/api/cotags", _guarded(api.cotags, token)),
+        Route("/api/relate", _guarded(api.relate, token)),
+        Route("/api/alerts", _guarded(api.alerts, token)),
+        Route("/api/posts", _guarded(api.posts, token)),
+        Route("/api/health", _guarded(api.health, token)),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    app = Starlette(routes=routes)
+    app.add_middleware(_SecurityHeaders)
+    return app

@@ -1,0 +1,88 @@
+"""The streaming spike detector on synthetic series with known answers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from monitor.detect.seasonal import SpikeDetector, SpikeParams
+
+from .synth import BUCKET, START, seasonal_counts, usual
+
+
+def feed(detector: SpikeDetector, counts: list[tuple]) -> list:
+    return [detector.update(at, n) for at, n in counts]
+
+
+def test_daily_and_weekly_seasonality_alone_fires_nothing() -> None:
+    verdicts = feed(SpikeDetector(), seasonal_counts(21))
+    judged = [v for v in verdicts if not v.young]
+    assert len(judged) > 5000
+    assert not [v.at for v in judged if v.is_spike]
+    # the baseline follows the hour: the evening's usual is several times the night's
+    evening = [v.expected for v in judged if v.at.hour == 20 and v.at.weekday() < 5]
+    night = [v.expected for v in judged if v.at.hour == 8 and v.at.weekday() < 5]
+    assert min(evening) > 2.5 * max(night)
+
+
+def test_an_injected_spike_fires_within_two_buckets() -> None:
+    counts = seasonal_counts(16)
+    onset = next(i for i, (at, _) in enumerate(counts)
+                 if at >= START + timedelta(days=15, hours=14))
+    for i in range(onset, onset + 12):
+        at, n = counts[i]
+        counts[i] = (at, n + 15 * usual(at))
+    verdicts = feed(SpikeDetector(), counts)
+    assert not any(v.is_spike for v in verdicts[:onset])
+    first = next(i for i, v in enumerate(verdicts) if v.is_spike)
+    assert first - onset <= 1  # the spike's first or second bucket
+    assert verdicts[first].ratio is not None and verdicts[first].ratio >= 4.0
+
+
+def test_a_gradual_climb_does_not_fire_before_it_crosses_the_threshold() -> None:
+    counts = seasonal_counts(16)
+    onset = next(i for i, (at, _) in enumerate(counts)
+                 if at >= START + timedelta(days=15, hours=10))
+    multiplier: dict[int, float] = {}
+    for k, i in enumerate(range(onset, onset + 72)):  # 1x → 13x over six hours
+        m = 1.0 + 12.0 * k / 71
+        multiplier[i] = m
+        at, _ = counts[i]
+        counts[i] = (at, round(m * usual(at)))
+    verdicts = feed(SpikeDetector(), counts[: onset + 72])
+    fired = [i for i, v in enumerate(verdicts) if v.is_spike]
+    assert fired, "a 13x climb must eventually fire"
+    for i in fired:
+        assert multiplier[i] >= SpikeParams().factor  # never before the climb crossed 4x
+        assert verdicts[i].level >= SpikeParams().factor * (verdicts[i].expected or 0)
+
+
+def test_a_young_series_reports_insufficient_history_and_never_fires() -> None:
+    counts = seasonal_counts(1.5)
+    at, n = counts[-3]
+    counts[-3] = (at, n + 50 * usual(at))
+    verdicts = feed(SpikeDetector(), counts)
+    assert all(v.young and not v.is_spike for v in verdicts)
+    assert all(v.expected is None for v in verdicts)
+
+
+def test_a_past_burst_does_not_inflate_the_baseline() -> None:
+    counts = seasonal_counts(16)
+    # one huge evening burst a week before: robust medians must ignore it
+    burst = next(i for i, (at, _) in enumerate(counts) if at >= START + timedelta(days=8, hours=20))
+    for i in range(burst, burst + 24):
+        at, n = counts[i]
+        counts[i] = (at, n + 40 * usual(at))
+    verdicts = feed(SpikeDetector(), counts)
+    late = [v for v in verdicts if v.at >= START + timedelta(days=15) and v.at.hour == 20]
+    assert late and all(
+        abs((v.expected or 0) - usual(v.at)) < 0.35 * usual(v.at) for v in late
+    )
+
+
+def test_min_posts_keeps_a_tiny_tag_quiet() -> None:
+    counts = [(at, float(n)) for at, n in seasonal_counts(16, base=0.5)]
+    at, _ = counts[-1]
+    counts[-1] = (at, 3.0)  # 3 posts where 0-1 are usual: many times the usual, still tiny
+    verdicts = feed(SpikeDetector(SpikeParams(min_posts=5.0)), counts)
+    assert not verdicts[-1].is_spike
+    assert BUCKET == timedelta(minutes=5)

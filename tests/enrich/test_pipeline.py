@@ -1,0 +1,173 @@
+"""Enricher: a platform Post in, the record the store keeps out (and really stored)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select
+
+from monitor.config import Config, DatabaseSettings, PrivacySettings, SentimentSettings
+from monitor.enrich.pipeline import Enricher
+from monitor.enrich.privacy import SECRET_FILE
+from monitor.models import Post
+from monitor.store.repository import write_batch
+from monitor.store.schema import post_tags, posts, tag_buckets
+
+WHEN = datetime(2025, 11, 20, 14, 3, 11, tzinfo=UTC)
+
+MASTODON_HTML = (
+    '<p>Still listening. <a href="https://mastodon.example/tags/MeToo" class="mention hashtag" '
+    'rel="tag">#<span>MeToo</span></a></p>'
+)
+
+
+def _config(**privacy: object) -> Config:
+    return Config(privacy=PrivacySettings(**privacy))  # type: ignore[arg-type]
+
+
+def _mastodon(**changes: object) -> Post:
+    fields: dict[str, object] = {
+        "platform": "mastodon",
+        "key": "https://remote.example/users/alice/statuses/113512300000000000",
+        "created_at": WHEN,
+        "url": "https://remote.example/@alice/113512300000000000",
+        "author": "alice@remote.example",
+        "html": MASTODON_HTML,
+        "lang": "en",
+        "tags": ("metoo",),
+    }
+    fields.update(changes)
+    return Post(**fields)  # type: ignore[arg-type]
+
+
+def test_mastodon_status_with_cautious_defaults(tmp_path: Path) -> None:
+    scored = Enricher.from_config(Config(), secret_dir=tmp_path).enrich(_mastodon())
+    assert scored.text is None  # privacy.store_text defaults to false
+    assert scored.author is not None and re.fullmatch(r"[0-9a-f]{64}", scored.author)
+    assert "alice" not in scored.author
+    assert scored.tags == ("metoo",)
+    assert scored.lang == "en"
+    assert scored.sentiment is not None  # scored from the text before it was dropped
+    assert scored.key == _mastodon().key and scored.created_at == WHEN
+    assert stat.S_IMODE((tmp_path / SECRET_FILE).stat().st_mode) == 0o600
+
+
+def test_store_text_keeps_plain_text_never_html(tmp_path: Path) -> None:
+    html = "<p>I am so angry &amp; sad &lt;script&gt;x()&lt;/script&gt;</p><script>evil()</script>"
+    scored = Enricher.from_config(_config(store_text=True), secret_dir=tmp_path).enrich(
+        _mastodon(html=html))
+    assert scored.text == "I am so angry & sad <script>x()</script>"
+    assert scored.sentiment is not None and scored.sentiment.compound < 0
+
+
+def test_tags_from_metadata_and_text_merge_without_repeats(tmp_path: Path) -> None:
+    post = _mastodon(html="<p>#MeToo. #HowIWillChange #YoTambién https://x.example/#frag</p>",
+                     tags=("MeToo", "NotAllMen"))
+    scored = Enricher.from_config(Config(), secret_dir=tmp_path).enrich(post)
+    assert scored.tags == ("metoo", "notallmen", "howiwillchange", "yotambién")
+
+
+def test_platform_language_wins_and_is_normalised(tmp_path: Path) -> None:
+    enricher = Enricher.from_config(Config(), secret_dir=tmp_path)
+    assert enricher.enrich(_mastodon(lang="en-US")).lang == "en"
+    # the platform says German: not scored, even though the words are English
+    german = enricher.enrich(_mastodon(lang="de"))
+    assert german.lang == "de" and german.sentiment is None
+
+
+def test_non_english_post_is_detected_and_left_unscored(tmp_path: Path) -> None:
+    post = Post(platform="bluesky", key="at://did:plc:x/app.bsky.feed.post/1", created_at=WHEN,
+                text="Es ist unglaublich, wie wenig sich verändert hat. Ich bin wütend. #MeToo")
+    scored = Enricher.from_config(Config(), secret_dir=tmp_path).enrich(post)
+    assert scored.lang == "de"
+    assert scored.sentiment is None
+    assert scored.tags == ("metoo",)
+
+
+def test_configured_languages_are_scored(tmp_path: Path) -> None:
+    config = Config(sentiment=SentimentSettings(languages=["en", "DE-at"]))
+    scored = Enricher.from_config(config, secret_dir=tmp_path).enrich(_mastodon(lang="de"))
+    assert scored.sentiment is not None
+
+
+def test_emoji_only_post_is_scored_but_a_bare_link_is_not(tmp_path: Path) -> None:
+    enricher = Enricher.from_config(Config(), secret_dir=tmp_path)
+    angry = enricher.enrich(_mastodon(html="<p>😢😠 #MeToo</p>", lang=None))
+    assert angry.lang is None
+    assert angry.sentiment is not None and angry.sentiment.compound < 0
+    link = enricher.enrich(_mastodon(html='<p><a href="https://x.example/a">https://x.example/a'
+                                          "</a> #MeToo</p>", lang=None))
+    assert link.lang is None and link.sentiment is None
+
+
+def test_score_undetected_scores_what_cannot_be_told(tmp_path: Path) -> None:
+    post = _mastodon(html="<p>Siya na!</p>", lang=None)
+    assert Enricher.from_config(Config(), secret_dir=tmp_path).enrich(post).sentiment is None
+    config = Config(sentiment=SentimentSettings(score_undetected=True))
+    scored = Enricher.from_config(config, secret_dir=tmp_path).enrich(post)
+    assert scored.lang is None and scored.sentiment is not None
+
+
+def test_post_without_any_text(tmp_path: Path) -> None:
+    scored = Enricher.from_config(_config(store_text=True), secret_dir=tmp_path).enrich(
+        _mastodon(html=None, text=None, lang=None, tags=("MeToo",)))
+    assert scored.text is None and scored.lang is None and scored.sentiment is None
+    assert scored.tags == ("metoo",)
+
+
+def test_author_hash_is_stable_across_enrichers_and_restarts(tmp_path: Path) -> None:
+    first = Enricher.from_config(Config(), secret_dir=tmp_path).enrich(_mastodon())
+    second = Enricher.from_config(Config(), secret_dir=tmp_path).enrich(_mastodon())
+    assert first.author == second.author
+
+
+def test_secret_lives_beside_the_sqlite_database_by_default(tmp_path: Path) -> None:
+    config = Config(database=DatabaseSettings(url=f"sqlite:///{tmp_path}/db/monitor.db"))
+    Enricher.from_config(config).enrich(_mastodon())
+    assert (tmp_path / "db" / SECRET_FILE).exists()
+
+
+def test_keep_and_drop_authors(tmp_path: Path) -> None:
+    keep = Enricher.from_config(_config(authors="keep"), secret_dir=tmp_path)
+    drop = Enricher.from_config(_config(authors="drop"), secret_dir=tmp_path)
+    assert keep.enrich(_mastodon()).author == "alice@remote.example"
+    assert drop.enrich(_mastodon()).author is None
+
+
+def test_enrich_many_keeps_order_and_never_logs_content(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    enricher = Enricher.from_config(_config(hash_secret="topsecret-value"), secret_dir=tmp_path)
+    items = [_mastodon(key=f"k{i}", html=f"<p>secret words {i} #MeToo</p>") for i in range(50)]
+    scored = enricher.enrich_many(items)
+    assert [s.key for s in scored] == [f"k{i}" for i in range(50)]
+    logged = caplog.text + repr(enricher)
+    for forbidden in ("secret words", "alice", "topsecret-value"):
+        assert forbidden not in logged
+
+
+def test_what_reaches_the_database(engine: Engine, tmp_path: Path) -> None:
+    enricher = Enricher.from_config(Config(), secret_dir=tmp_path)
+    items = [
+        _mastodon(),
+        _mastodon(key="k2", html="<p>Ich bin wütend und traurig. #MeToo #NotAllMen</p>",
+                  lang=None, tags=()),
+    ]
+    result = write_batch(engine, enricher.enrich_many(items))
+    assert result.inserted == 2
+    with engine.connect() as conn:
+        rows = conn.execute(select(posts).order_by(posts.c.id)).mappings().all()
+        tags = sorted(conn.execute(select(post_tags.c.tag)).scalars())
+        buckets = {r.tag: r for r in conn.execute(select(tag_buckets)).mappings()}
+    assert [r["text"] for r in rows] == [None, None]
+    assert all(r["author"] and "alice" not in r["author"] for r in rows)
+    assert [r["lang"] for r in rows] == ["en", "de"]
+    assert rows[0]["compound"] is not None and rows[1]["compound"] is None
+    assert tags == ["metoo", "metoo", "notallmen"]
+    assert buckets["metoo"]["posts"] == 2 and buckets["metoo"]["scored"] == 1
