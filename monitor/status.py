@@ -160,12 +160,18 @@ async def run_service(config: Config, engine: Engine) -> None:
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    first_signal: list[float] = []
 
     def on_signal(signum: int) -> None:
         name = signal.Signals(signum).name
         if stop.is_set():
+            # `timeout`, shells and process managers often deliver one stop to the
+            # whole process group twice in a burst: only a later signal means "now"
+            if time.monotonic() - first_signal[0] < 1.0:
+                return
             log.warning("%s again: exiting now without waiting", name)
             os._exit(130)
+        first_signal.append(time.monotonic())
         log.info("%s received: stopping (send it again to exit at once)", name)
         stop.set()
 

@@ -6,9 +6,11 @@ what leaves the database, whatever was stored earlier:
 
 - ``privacy.store_text: false`` → no ``text`` column;
 - ``privacy.authors: keep`` → ``author`` as stored; ``hash`` → ``author`` is an
-  HMAC-SHA256 pseudonym of the stored value (keyed by ``privacy.hash_secret``,
-  or by a random key for this export alone when none is configured), so
-  authors can be counted but not named; ``drop`` → no ``author`` column.
+  HMAC-SHA256 pseudonym of the stored value (keyed by the service's author
+  secret: ``privacy.hash_secret`` or the secret file beside the database; a
+  random key for this export alone if neither exists), so authors can be
+  counted but not named, even if handles were stored under an earlier
+  ``keep``; ``drop`` → no ``author`` column.
 
 Files are written to ``FILE.partial`` and renamed when complete, so an
 interrupted export never leaves a truncated file under the real name.
@@ -171,8 +173,20 @@ def post_columns(config: Config) -> dict[str, str]:
     return cols
 
 
+def _export_key(config: Config) -> bytes:
+    """The author-hash secret the service uses, else a random key for this export alone."""
+    if config.privacy.hash_secret:
+        return config.privacy.hash_secret.encode()
+    from monitor.enrich.privacy import SECRET_FILE, default_secret_dir, load_or_create_secret
+
+    secret_dir = default_secret_dir(config.database.url)
+    if (secret_dir / SECRET_FILE).exists():
+        return load_or_create_secret(secret_dir)
+    return secrets.token_bytes(32)
+
+
 def _pseudonymiser(config: Config) -> Any:
-    key = (config.privacy.hash_secret or secrets.token_hex(32)).encode()
+    key = _export_key(config)
 
     def pseudonym(value: str | None) -> str | None:
         if value is None:

@@ -18,7 +18,7 @@ from monitor.errors import InputError, MonitorError
 
 __all__ = ["register"]
 
-_PLAIN: dict[str, Any] = {"highlight": False, "soft_wrap": True}
+_PLAIN: dict[str, Any] = {"highlight": False, "soft_wrap": True, "markup": False}
 FormatOption = Annotated[OutputFormat, typer.Option("--format", "-f", help="table, csv or json")]
 
 

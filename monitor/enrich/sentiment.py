@@ -19,8 +19,8 @@ ground truth.
 from __future__ import annotations
 
 import re
+import string
 import threading
-from typing import Any
 
 from vaderSentiment.vaderSentiment import (
     BOOSTER_DICT,
@@ -29,7 +29,6 @@ from vaderSentiment.vaderSentiment import (
     NEGATE,
     SPECIAL_CASES,
     SentimentIntensityAnalyzer,
-    SentiText,
     scalar_inc_dec,
 )
 
@@ -39,6 +38,7 @@ __all__ = ["FastAnalyzer", "analyzer", "score"]
 
 _NEGATE = frozenset(NEGATE)
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_PUNCTUATION = string.punctuation
 
 
 def _negated(word: str) -> bool:
@@ -135,30 +135,34 @@ class FastAnalyzer(SentimentIntensityAnalyzer):  # type: ignore[misc]
         if not text.isascii():
             text = self._replace_emoji(text)
         text = text.strip()
-        sentitext = SentiText(text)
-        words: list[str] = sentitext.words_and_emoticons
+        # SentiText: split on whitespace, strip punctuation unless that leaves
+        # two characters or fewer (emoticons like ":)" survive whole)
+        words = [
+            stripped if len(stripped := token.strip(_PUNCTUATION)) > 2 else token
+            for token in text.split()
+        ]
         lower = [word.lower() for word in words]
+        upper = sum(1 for word in words if word.isupper())
+        is_cap_diff = 0 < len(words) - upper < len(words)
+        lexicon: dict[str, float] = self.lexicon
         sentiments: list[float] = []
         last = len(words) - 1
-        for i, item in enumerate(words):
-            item_lower = lower[i]
+        for i, item_lower in enumerate(lower):
             if item_lower in BOOSTER_DICT or (i < last and item_lower == "kind"
                                               and lower[i + 1] == "of"):
                 sentiments.append(0)
-                continue
-            sentiments.append(self._valence(sentitext, lower, item, i))
-        sentiments = self._but_check(words, sentiments)
+            elif item_lower in lexicon:
+                sentiments.append(self._valence(words, lower, is_cap_diff, i))
+            else:
+                sentiments.append(0)
+        sentiments = _but_check(lower, sentiments)
         result: dict[str, float] = self.score_valence(sentiments, text)
         return result
 
-    def _valence(self, sentitext: Any, lower: list[str], item: str, i: int) -> float:
-        """``sentiment_valence`` for word *i*, reading the pre-lower-cased words."""
+    def _valence(self, words: list[str], lower: list[str], is_cap_diff: bool, i: int) -> float:
+        """``sentiment_valence`` for lexicon word *i*, reading the pre-lower-cased words."""
         lexicon: dict[str, float] = self.lexicon
         item_lower = lower[i]
-        if item_lower not in lexicon:
-            return 0
-        is_cap_diff: bool = sentitext.is_cap_diff
-        words: list[str] = sentitext.words_and_emoticons
         valence = lexicon[item_lower]
         # "no" before another lexicon word negates it instead of counting itself
         if item_lower == "no" and i != len(words) - 1 and lower[i + 1] in lexicon:
@@ -166,7 +170,7 @@ class FastAnalyzer(SentimentIntensityAnalyzer):  # type: ignore[misc]
         if ((i > 0 and lower[i - 1] == "no") or (i > 1 and lower[i - 2] == "no")
                 or (i > 2 and lower[i - 3] == "no" and lower[i - 1] in ("or", "nor"))):
             valence = lexicon[item_lower] * N_SCALAR
-        if item.isupper() and is_cap_diff:
+        if words[i].isupper() and is_cap_diff:
             if valence > 0:
                 valence += C_INCR
             else:
@@ -183,6 +187,25 @@ class FastAnalyzer(SentimentIntensityAnalyzer):  # type: ignore[misc]
                 if start_i == 2:
                     valence = _special_idioms_check(valence, lower, i)
         return _least_check(valence, lower, lexicon, i)
+
+
+def _but_check(lower: list[str], sentiments: list[float]) -> list[float]:
+    """``SentimentIntensityAnalyzer._but_check`` on pre-lower-cased words.
+
+    Kept statement for statement, including its lookup of each score by value
+    (``index``), so scores stay identical to stock VADER's.
+    """
+    if "but" in lower:
+        bi = lower.index("but")
+        for sentiment in sentiments:
+            si = sentiments.index(sentiment)
+            if si < bi:
+                sentiments.pop(si)
+                sentiments.insert(si, sentiment * 0.5)
+            elif si > bi:
+                sentiments.pop(si)
+                sentiments.insert(si, sentiment * 1.5)
+    return sentiments
 
 
 _lock = threading.Lock()

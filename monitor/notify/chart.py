@@ -15,18 +15,19 @@ __all__ = ["SPARK_CHARS", "render_chart", "sparkline"]
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
 
 
-def sparkline(values: Sequence[float], width: int = 48) -> str:
-    """Block characters scaled to the max; long series are averaged down to *width*."""
+def sparkline(values: Sequence[float], width: int = 72) -> str:
+    """Block characters scaled to the max; a longer series is cut into *width* chunks.
+
+    Each chunk shows its maximum, not its mean, so a one-hour spike stays a
+    full block however long the series.
+    """
     if not values:
         return ""
     vals = list(values)
     if len(vals) > width:
         step = len(vals) / width
-        vals = [
-            sum(vals[int(i * step): max(int((i + 1) * step), int(i * step) + 1)])
-            / max(int((i + 1) * step) - int(i * step), 1)
-            for i in range(width)
-        ]
+        vals = [max(vals[int(i * step): max(int((i + 1) * step), int(i * step) + 1)])
+                for i in range(width)]
     top = max(vals)
     if top <= 0:
         return SPARK_CHARS[0] * len(vals)

@@ -10,6 +10,7 @@ through autoescaping.
 from __future__ import annotations
 
 import asyncio
+import email.policy
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -130,7 +131,9 @@ class AlertView:
         text = self.summary or f"{self.rule} = {_fmt_num(self.value, 2)}"
         if self.tag and f"#{self.tag}" not in text.casefold():
             text = f"#{self.tag} {text}"
-        if self.posts_last_hour is not None and "/h" not in text:
+        # volume context helps for volume and tone rules, not for a silent collector
+        volume_kind = self.rule_kind in ("spike", "sentiment_shift", "")
+        if volume_kind and self.posts_last_hour is not None and "/h" not in text:
             text += f" ({self.posts_last_hour:,} posts/h)"
         return text
 
@@ -353,10 +356,14 @@ class EmailNotifier(Notifier):
                                       notification, self._clock())
         smtp = self.config.notify.email.smtp
         where = f"smtp://{smtp.host}:{smtp.port}"
+        # headers unfolded up to RFC 5322's 998: the stdlib folds a long subject at 78
+        # by moving all of it to a continuation line, which clients show with a
+        # leading space
+        data = msg.as_bytes(policy=email.policy.SMTP.clone(max_line_length=998))
         try:
             await aiosmtplib.send(
-                msg,
-                sender=parseaddr(self.config.notify.email.sender)[1] or None,
+                data,
+                sender=parseaddr(self.config.notify.email.sender)[1] or "monitor@localhost",
                 recipients=[self.recipient.address],
                 hostname=smtp.host,
                 port=smtp.port,

@@ -42,6 +42,9 @@ _TAG_FEATURE = "app.bsky.richtext.facet#tag"
 _CLOCK_SLACK = timedelta(minutes=5)
 # Moderation labels (from labelers) that mark a post as sensitive; self-labels always do.
 _SENSITIVE_LABELS = {"porn", "sexual", "nudity", "graphic-media", "gore", "!warn"}
+# Pages are held until the poll reaches the newest post already stored (search is newest
+# first); past this many a poll stops, stores what it has and logs the gap.
+MAX_CATCHUP_PAGES = 1000
 
 
 class _Reject(ValueError):
@@ -180,6 +183,7 @@ class BlueskySearchCollector:
         self.endpoint = urlsplit(self.appview).netloc or self.appview
         self._session: _Session | None = None
         self._has_login = bool(cfg.identifier and cfg.app_password)
+        self._told: set[tuple[str, str]] = set()  # one-time notices already logged
 
     # -- PolledSource -------------------------------------------------------------
 
@@ -202,12 +206,23 @@ class BlueskySearchCollector:
             except (ValueError, KeyError, TypeError):
                 log.warning("%s: saved cursor is not readable; starting over with a backfill",
                             label)
-        max_pages = self.cfg.backfill_pages if seen is None else None
+        max_pages = self.cfg.backfill_pages if seen is None else MAX_CATCHUP_PAGES
         pages: list[tuple[list[Post], int, _Seen | None]] = []
         api_cursor: str | None = None
         reached = False
-        while not reached and (max_pages is None or len(pages) < max(1, max_pages)):
-            response = await self._search(stream, api_cursor, label)
+        while not reached and len(pages) < max(1, max_pages):
+            try:
+                response = await self._search(stream, api_cursor, label)
+            except SourceError as exc:
+                if api_cursor is None or exc.status != 403 or self._has_login:
+                    raise
+                # public search answers the first page but refuses paging without a login
+                if (stream.name, "deep") not in self._told:
+                    self._told.add((stream.name, "deep"))
+                    log.warning("%s: Bluesky refuses further pages without a login; storing "
+                                "the %d page(s) it gave (set identifier and app_password to "
+                                "page further)", label, len(pages))
+                break
             data = response.data
             views = data.get("posts") if isinstance(data, dict) else None
             if not isinstance(views, list):
@@ -239,6 +254,9 @@ class BlueskySearchCollector:
             if not views or not isinstance(next_cursor, str) or not next_cursor:
                 break
             api_cursor = next_cursor
+        if seen is not None and not reached and len(pages) >= MAX_CATCHUP_PAGES:
+            log.warning("%s: more than %d pages of new posts since the last poll; storing "
+                        "those and leaving a gap before them", label, MAX_CATCHUP_PAGES)
         if seen is None and max_pages == 0:
             # no history wanted: remember where "now" is and store nothing
             newest_all = next((n for _, _, n in pages if n is not None), None)

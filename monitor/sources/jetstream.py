@@ -51,6 +51,7 @@ _TAG_FEATURE = "app.bsky.richtext.facet#tag"
 _TIME_US = re.compile(rb'"time_us"\s*:\s*(\d+)')
 # a session that delivered events and then dropped is not a failing host
 _HEALTHY_SESSION_EVENTS = 1
+_LOOKBACK_WARN = 30 * 3600  # seconds; Jetstream replays about 36 h
 
 
 class _Filter:
@@ -388,6 +389,9 @@ class JetstreamCollector:
         if match is None:
             return
         value = int(match.group(1))
+        # a garbled time must not become the cursor: a restart would replay from it
+        if not _plausible_us(value):
+            return
         if self._cursor_us is None or value > self._cursor_us:
             self._cursor_us = value
 
@@ -415,16 +419,28 @@ class JetstreamCollector:
             self._flushed_us = cursor_us
 
 
+def _plausible_us(value: int) -> bool:
+    """A unix time in microseconds between 2001 and a day from now."""
+    return 1_000_000_000_000_000 <= value <= (time.time() + 86_400) * 1_000_000
+
+
 def _cursor_value(cursor: Cursor | None) -> int | None:
     if cursor is None:
         return None
     try:
         value = int(cursor.value)
     except ValueError:
+        value = 0
+    if not _plausible_us(value):
         log.warning("jetstream: saved cursor %r is not a time in microseconds; "
                     "starting from the live tail", cursor.value[:40])
         return None
-    return value if value > 0 else None
+    age = time.time() - value / 1_000_000
+    if age > _LOOKBACK_WARN:
+        log.warning("jetstream: the saved cursor is %s old but Jetstream keeps only about 36h; "
+                    "older posts are lost to the firehose (Bluesky search can backfill them)",
+                    format_wait(age))
+    return value
 
 
 def _fmt_us(value: int) -> str:

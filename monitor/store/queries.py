@@ -188,27 +188,20 @@ def series(
             found[(got.tag, int(got.bucket))] = got
     out: list[SeriesPoint] = []
     first = int(start.timestamp())
+    epochs = range(first, first + n_steps * size, size)
+    whens = [start + timedelta(seconds=e - first) for e in epochs]
     for tag in wanted:
-        for i in range(n_steps):
-            epoch = first + i * size
+        for epoch, when in zip(epochs, whens, strict=True):
             row = found.get((tag, epoch))
-            when = datetime.fromtimestamp(epoch, tz=UTC)
             if row is None:
                 out.append(SeriesPoint(tag, when, 0, 0, None, 0, 0, 0))
                 continue
             scored = int(row.scored or 0)
-            out.append(
-                SeriesPoint(
-                    tag=tag,
-                    bucket=when,
-                    posts=int(row.posts or 0),
-                    scored=scored,
-                    mean_compound=float(row.compound_sum) / scored if scored else None,
-                    positive=int(row.positive or 0),
-                    neutral=int(row.neutral or 0),
-                    negative=int(row.negative or 0),
-                )
-            )
+            out.append(SeriesPoint(
+                tag, when, int(row.posts or 0), scored,
+                float(row.compound_sum) / scored if scored else None,
+                int(row.positive or 0), int(row.neutral or 0), int(row.negative or 0),
+            ))
     return out
 
 

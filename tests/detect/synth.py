@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
-from monitor.store.schema import posts, post_tags, stream_health, tag_buckets
+from monitor.store.schema import post_tags, posts, stream_health, tag_buckets
 
 BUCKET = timedelta(minutes=5)
 START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday

@@ -14,7 +14,7 @@ from monitor.detect.silences import add_silence, expire_silence, list_silences
 from monitor.store.db import make_engine
 from monitor.store.schema import alerts, outbox
 
-from .synth import BUCKET, START, seed_buckets, seed_health, seed_posts, seasonal_counts, usual
+from .synth import BUCKET, START, seasonal_counts, seed_buckets, seed_health, seed_posts, usual
 
 DAY15 = START + timedelta(days=15)
 

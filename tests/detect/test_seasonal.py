@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from monitor.detect.seasonal import SpikeDetector, SpikeParams
 
-from .synth import BUCKET, START, seasonal_counts, usual
+from .synth import START, seasonal_counts, usual
 
 
 def feed(detector: SpikeDetector, counts: list[tuple]) -> list:
@@ -80,9 +80,11 @@ def test_a_past_burst_does_not_inflate_the_baseline() -> None:
 
 
 def test_min_posts_keeps_a_tiny_tag_quiet() -> None:
-    counts = [(at, float(n)) for at, n in seasonal_counts(16, base=0.5)]
-    at, _ = counts[-1]
-    counts[-1] = (at, 3.0)  # 3 posts where 0-1 are usual: many times the usual, still tiny
-    verdicts = feed(SpikeDetector(SpikeParams(min_posts=5.0)), counts)
-    assert not verdicts[-1].is_spike
-    assert BUCKET == timedelta(minutes=5)
+    counts = [(at, float(n)) for at, n in seasonal_counts(16, base=0.3)]
+    for i in range(len(counts) - 6, len(counts)):
+        counts[i] = (counts[i][0], 4.5)  # many times the usual, yet a handful of posts
+    quiet = feed(SpikeDetector(SpikeParams(min_posts=5.0)), counts)[-1]
+    loud = feed(SpikeDetector(SpikeParams(min_posts=1.0)), counts)[-1]
+    assert quiet.ratio is not None and quiet.ratio >= 4.0
+    assert not quiet.is_spike
+    assert loud.is_spike

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import stat
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,7 +28,7 @@ MASTODON_HTML = (
 
 
 def _config(**privacy: object) -> Config:
-    return Config(privacy=PrivacySettings(**privacy))  # type: ignore[arg-type]
+    return Config(privacy=PrivacySettings(**privacy))
 
 
 def _mastodon(**changes: object) -> Post:
@@ -150,6 +151,19 @@ def test_enrich_many_keeps_order_and_never_logs_content(
     logged = caplog.text + repr(enricher)
     for forbidden in ("secret words", "alice", "topsecret-value"):
         assert forbidden not in logged
+
+
+def test_threads_sharing_one_enricher_get_the_same_results(tmp_path: Path) -> None:
+    enricher = Enricher.from_config(_config(store_text=True), secret_dir=tmp_path)
+    items = [
+        _mastodon(key=f"k{i}", lang=None, html=f"<p>post {i}<br>I am {word} #Tag{i % 7}</p>")
+        for i, word in enumerate(["happy", "furious", "tired", "hopeful"] * 300)
+    ]
+    expected = enricher.enrich_many(items)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        chunks = list(pool.map(enricher.enrich_many, [items[i::4] for i in range(4)]))
+    together = {s.key: s for chunk in chunks for s in chunk}
+    assert [together[s.key] for s in expected] == expected
 
 
 def test_what_reaches_the_database(engine: Engine, tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from monitor.errors import ConfigError
 
 def _config(authors: str = "hash", secret: str = "", url: str = "sqlite:///x.db") -> Config:
     return Config(database=DatabaseSettings(url=url),
-                  privacy=PrivacySettings(authors=authors, hash_secret=secret))  # type: ignore[arg-type]
+                  privacy=PrivacySettings(authors=authors, hash_secret=secret))
 
 
 def test_secret_file_is_created_private_and_reused(tmp_path: Path) -> None:

@@ -38,6 +38,8 @@ class BlueskyFake(FakeBase):
         super().__init__()
         self.world = world
         self.require_auth = require_auth
+        # as public.api.bsky.app in 2025: page 1 without a login, but no paging
+        self.refuse_unauthenticated_cursor = False
         self.identifier = identifier
         self.password = password
         self._lock = threading.Lock()
@@ -135,6 +137,9 @@ class BlueskyFake(FakeBase):
         if self.require_auth:
             return JSONResponse({"error": "AuthMissing", "message": "Authentication Required"},
                                 status_code=403)
+        if self.refuse_unauthenticated_cursor and request.query_params.get("cursor"):
+            return Response("Request forbidden by administrative rules", status_code=403,
+                            media_type="text/plain")
         return None
 
     async def search(self, request: Request) -> Response:

@@ -205,3 +205,15 @@ async def test_tls_and_login_with_the_password_from_the_environment(
         assert len(pending) == 1 and "login as 'monitor' refused: 535" in pending[0].last_error
     finally:
         controller.stop()
+
+
+async def test_long_group_subject_arrives_unchanged(engine: Engine,
+                                                    smtp_server: SmtpServer) -> None:
+    tags = ["howiwillchange", "ididit", "metoo", "notallmen", "timesup"]
+    for tag in tags:
+        add_outbox(engine, payload(tag=tag, rule="collector-silent"))
+    dispatcher = _dispatcher(engine, smtp_server.port)
+    assert await dispatcher.run_once(NOW + timedelta(minutes=1)) == 1
+    [msg] = smtp_server.messages
+    assert msg["Subject"] == (
+        "[FIRING:5] collector-silent: #howiwillchange, #ididit, #metoo, #notallmen +1 more")

@@ -209,3 +209,20 @@ async def test_wrong_clock_created_at_in_future_uses_index_time(
     [got] = [p for b in await collect(source.poll(stream_of(bsky, "ididit"), None))
              for p in b.posts if p.key == seed.uri]
     assert got.created_at <= datetime.now(UTC) + timedelta(minutes=1)
+
+
+async def test_public_search_refusing_deeper_pages_keeps_the_first_page(
+    http: HttpClient, world: World, bsky: BlueskyFake, caplog: pytest.LogCaptureFixture
+) -> None:
+    bsky.refuse_unauthenticated_cursor = True
+    source = collector(http, bsky, page_limit=5, backfill_pages=10)
+    with caplog.at_level(logging.WARNING, "monitor.sources"):
+        batches = await collect(source.poll(stream_of(bsky), None))
+        await collect(source.poll(stream_of(bsky), None))
+    newest_five = sorted((s for s in world.bluesky_posts() if "metoo" in s.tags),
+                         key=lambda s: s.indexed_at)[-5:]
+    assert {p.key for b in batches for p in b.posts} == {s.uri for s in newest_five}
+    assert batches[-1].cursor is not None
+    notices = [r.getMessage() for r in caplog.records]
+    assert len(notices) == 1, "the notice is logged once per stream, not every tick"
+    assert "refuses further pages without a login" in notices[0]

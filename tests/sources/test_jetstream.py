@@ -396,3 +396,23 @@ def test_seed_records_match_as_the_world_says() -> None:
         assert kind == "post", post
         assert value is not None and not isinstance(value, str)
         assert value.key == post.uri and value.created_at == post.created_at
+
+
+async def test_a_bad_or_very_old_saved_cursor(fake: JetstreamFake, running: list[Running],
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    config = make_config(fake.url)
+    stream = f"127.0.0.1:{fake.port}#*"
+    with caplog.at_level(logging.WARNING, logger="monitor.sources.jetstream"):
+        bad = Running(collector(config), cursor=Cursor("jetstream", stream, "not-a-time"))
+        running.append(bad)
+        await subscribed(fake)
+        assert fake.subscriptions[-1].cursor is None  # the live tail, not the year 1970
+        await bad.stop()
+        old_us = int((datetime.now(UTC) - timedelta(days=3)).timestamp() * 1_000_000)
+        old = Running(collector(config), cursor=Cursor("jetstream", stream, str(old_us)))
+        running.append(old)
+        await old.until(lambda: len(fake.subscriptions) == 2)
+    assert fake.subscriptions[-1].cursor == old_us - 2_000_000
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("'not-a-time' is not a time in microseconds" in line for line in lines)
+    assert any("keeps only about 36h" in line for line in lines)
