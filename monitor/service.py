@@ -170,13 +170,18 @@ class Service:
                 interval = src.interval()
                 jitter = _jitter_of(src, interval)
                 for index, stream in enumerate(src.streams()):
+                    job_id = f"poll:{stream.source}:{stream.name}"
+                    if scheduler.get_job(job_id) is not None:
+                        log.warning("%s %s is configured twice; polling it once",
+                                    stream.source, stream.name)
+                        continue
                     self._platforms.setdefault(stream.source, set()).update(_platform_hint(src))
                     scheduler.add_job(
                         self._poll_job, IntervalTrigger(
                             seconds=max(interval.total_seconds(), 0.05),
                             jitter=jitter.total_seconds() or None, timezone=UTC),
                         args=(src, stream),
-                        id=f"poll:{stream.source}:{stream.name}",
+                        id=job_id,
                         name=f"poll {stream.source} {stream.name}",
                         max_instances=1, coalesce=True,
                         misfire_grace_time=max(1, int(interval.total_seconds())),
@@ -189,6 +194,9 @@ class Service:
             for name, factory in self._background:
                 self._spawn(self._supervise(name, factory, ()), f"background:{name}")
             scheduler.start()
+            if not sources:
+                log.warning("no sources configured: nothing will be collected (add `sources:` "
+                            "to the config; see config.yaml)")
             log.info("service started: %d polled stream%s, %d streaming source%s, "
                      "%d periodic job%s, database %s", polled, _s(polled), streaming,
                      _s(streaming), len(self._periodic), _s(len(self._periodic)),

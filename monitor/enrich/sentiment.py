@@ -6,7 +6,7 @@ and shared; scoring only reads the lexicon, so threads may share it.
 
 The analyzer is :class:`FastAnalyzer`, a subclass of vaderSentiment's
 ``SentimentIntensityAnalyzer`` that returns exactly the same scores (same
-rules, same order of floating-point operations) about 1.5–2x faster. Stock
+rules, same order of floating-point operations) about three times faster. Stock
 VADER rebuilds the lower-cased word list of the whole text for every
 sentiment word it meets (quadratic in post length) and copies the text one
 character at a time to find emoji. Here the lower-cased words are computed

@@ -47,7 +47,7 @@ _LINE_TAGS = frozenset({"li", "tr", "dt", "dd"})
 _MARKED_TAGS = _BLOCK_TAGS | _LINE_TAGS | {"br"}
 # never post text: code, styles and embedded documents
 _DROP_TAGS = ("script", "style", "template", "noscript", "iframe", "object", "svg", "math")
-_DROP_NEEDLES = tuple(f"<{name}" for name in _DROP_TAGS)
+_DROP_OPEN = re.compile(f"(?i)<(?:{'|'.join(_DROP_TAGS)})")
 
 # whitespace that is not already a single space (a single space needs no rewrite)
 _SPACE_RUN = re.compile(r"[\t\n\r\f\v][ \t\n\r\f\v]*| [ \t\n\r\f\v]+")
@@ -55,9 +55,8 @@ _SPACE_RUN = re.compile(r"[\t\n\r\f\v][ \t\n\r\f\v]*| [ \t\n\r\f\v]+")
 # Where a hashtag may start (Mastodon's HASHTAG_RE: not after a word character,
 # '/' or ')'); '&' keeps '&#39;' out, '#' keeps '##x' to one tag at most.
 _TAG_CANDIDATE = re.compile(r"(?<![\w/)&#＃])[#＃]([^\s#＃]+)")
-# URLs are masked before looking for tags, so 'https://x/page#anchor' or
-# '?q=#x' inside a link never become tags.
-_URL = re.compile(r"(?i)\b(?:[a-z][a-z0-9+.\-]*://|www\.)\S+")
+# what separates a link from the text around it
+_SPACES = (" ", "\n", "\t", "\r", "\u00a0", "\u3000")
 
 
 # The same few tags recur in nearly every post of a followed stream, and
@@ -122,8 +121,7 @@ def html_to_text(html: str) -> str:
     if "<" not in html and "&" not in html:
         return normalise_whitespace(html)
     root = _scratch.parse(html)
-    lowered = html.lower()
-    if any(needle in lowered for needle in _DROP_NEEDLES):
+    if _DROP_OPEN.search(html):
         for node in root.css(", ".join(_DROP_TAGS)):
             node.decompose()
     # collect first, then edit: inserting text while traversing would be walked too
@@ -157,14 +155,22 @@ def extract_hashtags(text: str) -> list[str]:
     """Normalised hashtags in *text*, in order of first appearance, without duplicates."""
     if "#" not in text and "＃" not in text:
         return []
-    if "://" in text or "www." in text.lower():
-        text = _URL.sub(" ", text)
+    links = "://" in text or "www." in text or "WWW." in text
     seen: dict[str, None] = {}
-    for candidate in _TAG_CANDIDATE.findall(text):
-        tag = _tag_in_text(candidate)
+    for match in _TAG_CANDIDATE.finditer(text):
+        if links and _inside_link(text, match.start()):
+            continue
+        tag = _tag_in_text(match.group(1))
         if tag:
             seen[tag] = None
     return list(seen)
+
+
+def _inside_link(text: str, at: int) -> bool:
+    """Whether position *at* is inside a URL ('https://x/?q=#y', 'www.x.org/a-#b')."""
+    start = max(text.rfind(space, 0, at) for space in _SPACES) + 1
+    token = text[start:at]
+    return "://" in token or token[:4].lower() == "www."
 
 
 @lru_cache(maxsize=16384)

@@ -129,6 +129,9 @@ class Dispatcher:
         self.notifiers = list(notifiers)
         self.clock = clock
         self._last_stamp = datetime.min.replace(tzinfo=UTC)
+        # a notifier that just failed is left alone until its backoff ends, so a
+        # dead server sees one attempt per backoff step, not one per poll
+        self._paused_until: dict[str, datetime] = {}
         names = [n.name for n in self.notifiers]
         if len(set(names)) != len(names):
             raise NotifyError(f"notify: two notifiers share a name: {sorted(names)!r}")
@@ -144,6 +147,8 @@ class Dispatcher:
         await asyncio.to_thread(self._route, now)
         sent = 0
         for notifier in self.notifiers:
+            if self._paused_until.get(notifier.name, now) > now:
+                continue
             plan = await asyncio.to_thread(self._plan, notifier, now)
             for notification in plan:
                 ok = await self._deliver(notifier, notification, now)
@@ -419,13 +424,15 @@ class Dispatcher:
             )
 
     def _mark_failed(self, notification: Notification, now: datetime, error: str) -> bool:
-        """Schedule a retry with backoff; returns False when the row was given up."""
+        """Schedule a retry with backoff; returns False when the rows were given up."""
         retry = self.settings.retry
         attempt = max(notification.attempt, 1)
         delay = min(retry.initial * (2 ** (attempt - 1)), retry.max)
         delay = delay * random.uniform(0.8, 1.0)  # spread retries of many rows
         oldest = min(e.created_at for e in notification.members)
         give_up = now - oldest >= retry.give_up_after
+        if not give_up:
+            self._paused_until[notification.notifier] = now + delay
         kind = "notice failed" if notification.is_notice else "failed"
         with self.engine.begin() as conn:
             conn.execute(

@@ -106,9 +106,10 @@ def test_unicode_hashtags_are_kept() -> None:
 def test_urls_entities_and_numbers_are_not_hashtags() -> None:
     text = (
         "see https://example.com/page#section and www.example.org/#top and "
-        "https://x.example/?q=#notatag it&#39;s &#x27; we are #1 a#b (#paren) C# ##double"
+        "https://x.example/?q=#notatag it&#39;s &#x27; we are #1 a#b (#paren) C# ##double "
+        "https://x.example/a-#dash WWW.EXAMPLE.ORG/=#upper https://x.example/\u00a0#after"
     )
-    assert extract_hashtags(text) == ["paren"]
+    assert extract_hashtags(text) == ["paren", "after"]
 
 
 def test_merge_puts_platform_tags_first_and_drops_repeats_and_empties() -> None:

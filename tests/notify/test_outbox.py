@@ -82,7 +82,12 @@ async def test_smtp_down_for_an_hour_loses_nothing_and_sends_once(
     smtp_server.stop()
     add_outbox(engine, payload())
     dispatcher = _dispatcher(engine, smtp_server.port, grouping={"group_wait": "0s"})
-    t = NOW
+    # a dead server sees one attempt per backoff step (15 s first), not one per poll
+    for second in range(11):
+        await dispatcher.run_once(NOW + timedelta(seconds=second))
+    [row] = delivery_rows(engine)
+    assert row.attempts == 1
+    t = NOW + timedelta(seconds=11)
     with caplog.at_level(logging.WARNING, logger="monitor.notify"):
         for _ in range(12):  # an hour of 5-minute passes with the server down
             assert await dispatcher.run_once(t) == 0

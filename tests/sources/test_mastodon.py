@@ -398,3 +398,13 @@ async def test_refused_live_stream_falls_back_to_polling_with_one_line(
     assert "HTTP 401" in lines[0] and "polling every 2m instead" in lines[0]
     assert "need a user access_token" in lines[0]
     assert len(masto_a.api_requests("/streaming/hashtag")) == 1
+
+
+async def test_a_boost_is_marked_as_repost(http: HttpClient, world: World,
+                                           masto_a: MastodonFake) -> None:
+    post = world.add_mastodon_post(["metoo"], instances=("a",))
+    masto_a.corrupt(post, "reblog", {"id": "1", "uri": "https://elsewhere.example/s/1"})
+    source = collector(http, masto_a)
+    cursor = Cursor("mastodon", "x", snowflake(post.created_at - timedelta(seconds=1), 0))
+    [got] = [p for b in await collect(source.poll(stream_of(masto_a), cursor)) for p in b.posts]
+    assert got.is_repost

@@ -80,6 +80,10 @@ def test_dashboard_shows_seeded_numbers_without_errors_or_injection(
             "data-total") == str(seeded.notallmen_posts)
         assert "#metoo · 4 posts" in page.text_content("#volume-chart .legend")
         assert page.locator("#sentiment-chart svg path[data-tag='metoo']").count() == 1
+        # hovering a chart shows the values of that step for every tag
+        volume.hover(position={"x": 600, "y": 100})
+        tip = page.locator("#volume-chart .tooltip")
+        assert tip.is_visible() and "metoo:" in (tip.text_content() or "")
         # the visible totals table says the same
         row = page.locator("#totals tr[data-tag='metoo']")
         assert row.locator("[data-field='posts']").text_content() == "4"

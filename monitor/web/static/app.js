@@ -112,7 +112,7 @@ function lineChart(container, times, series, opts) {
       }
     });
   }
-  const cursor = svg("line", { class: "cursor", y1: T, y2: H - B, x1: -10, x2: -10 });
+  const cursor = svg("line", { class: "cursor", y1: T, y2: H - B, x1: L, x2: L, visibility: "hidden" });
   root.append(cursor);
   container.append(root);
   const tip = el("div", { class: "tooltip" });
@@ -128,7 +128,7 @@ function lineChart(container, times, series, opts) {
     const box = root.getBoundingClientRect();
     const px = ((ev.clientX - box.left) / box.width) * W;
     const i = Math.max(0, Math.min(n - 1, Math.round(((px - L) / (W - L - R)) * (n - 1))));
-    cursor.setAttribute("x1", x(i)); cursor.setAttribute("x2", x(i));
+    cursor.setAttribute("x1", x(i)); cursor.setAttribute("x2", x(i)); cursor.setAttribute("visibility", "visible");
     const lines = [fmtTime(times[i], opts.step)];
     for (const s of series) lines.push(`${s.name}: ${opts.integer ? fmtInt(s.values[i] || 0) : fmtMean(s.values[i])}`);
     tip.textContent = lines.join("\n");
@@ -136,7 +136,7 @@ function lineChart(container, times, series, opts) {
     tip.style.left = `${Math.min(box.width - 160, Math.max(0, (x(i) / W) * box.width + 10))}px`;
     tip.style.top = "8px";
   });
-  root.addEventListener("mouseleave", () => { tip.style.display = "none"; cursor.setAttribute("x1", -10); cursor.setAttribute("x2", -10); });
+  root.addEventListener("mouseleave", () => { tip.style.display = "none"; cursor.setAttribute("visibility", "hidden"); });
 }
 
 // Bars of r over lags, with the ±noise band and the best lag marked.
