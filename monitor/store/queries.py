@@ -182,26 +182,26 @@ def series(
         .where(b.tag.in_(wanted), b.bucket_start >= start, b.bucket_start < end)
         .group_by(b.tag, bucket)
     )
-    found: dict[tuple[str, int], Any] = {}
-    with engine.connect() as conn:
-        for got in conn.execute(stmt):
-            found[(got.tag, int(got.bucket))] = got
-    out: list[SeriesPoint] = []
     first = int(start.timestamp())
+    found: dict[tuple[str, int], SeriesPoint] = {}
+    with engine.connect() as conn:
+        for tag, epoch, n, scored, csum, pos, neu, neg in conn.execute(stmt):
+            epoch = int(epoch)
+            scored = int(scored or 0)
+            found[(tag, epoch)] = SeriesPoint(
+                tag, start + timedelta(seconds=epoch - first), int(n or 0), scored,
+                float(csum) / scored if scored else None,
+                int(pos or 0), int(neu or 0), int(neg or 0),
+            )
+    out: list[SeriesPoint] = []
     epochs = range(first, first + n_steps * size, size)
     whens = [start + timedelta(seconds=e - first) for e in epochs]
+    get = found.get
     for tag in wanted:
         for epoch, when in zip(epochs, whens, strict=True):
-            row = found.get((tag, epoch))
-            if row is None:
-                out.append(SeriesPoint(tag, when, 0, 0, None, 0, 0, 0))
-                continue
-            scored = int(row.scored or 0)
-            out.append(SeriesPoint(
-                tag, when, int(row.posts or 0), scored,
-                float(row.compound_sum) / scored if scored else None,
-                int(row.positive or 0), int(row.neutral or 0), int(row.negative or 0),
-            ))
+            point = get((tag, epoch))
+            out.append(point if point is not None
+                       else SeriesPoint(tag, when, 0, 0, None, 0, 0, 0))
     return out
 
 
