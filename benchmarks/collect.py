@@ -223,17 +223,24 @@ async def _through_service(url: str, last_time_us: int, db_dir: str) -> tuple[fl
     return wall, stored
 
 
-def bench_jetstream(events: int = 100_000, match: float = 0.01) -> dict[str, float]:
-    """events/s the Jetstream consumer filters when the fake emits as fast as it can."""
+def bench_jetstream(events: int = 100_000, match: float = 0.01, rounds: int = 3
+                    ) -> dict[str, float]:
+    """events/s the Jetstream consumer filters when the fake emits as fast as it can
+    (best of *rounds*)."""
     import tempfile
 
     proc, info = _start_firehose(events, match)
     try:
-        raw = asyncio.run(_raw_receive(info["url"], info["frames"]))
-        wall, cpu, kept = asyncio.run(_consume(info["url"], info["last_time_us"]))
-        with tempfile.TemporaryDirectory() as tmp:
-            svc_wall, stored = asyncio.run(_through_service(info["url"], info["last_time_us"],
-                                                            tmp))
+        # best of `rounds`: the machine is shared, the fastest run is the least disturbed
+        raw = min(asyncio.run(_raw_receive(info["url"], info["frames"])) for _ in range(rounds))
+        wall, cpu, kept = min(asyncio.run(_consume(info["url"], info["last_time_us"]))
+                              for _ in range(rounds))
+        runs = []
+        for _ in range(rounds):
+            with tempfile.TemporaryDirectory() as tmp:
+                runs.append(asyncio.run(_through_service(info["url"], info["last_time_us"],
+                                                         tmp)))
+        svc_wall, stored = min(runs)
     finally:
         proc.kill()
         proc.wait()
@@ -246,7 +253,7 @@ def bench_jetstream(events: int = 100_000, match: float = 0.01) -> dict[str, flo
     emit_rate, rate, cpu_rate = events / raw, events / wall, events / cpu
     mb = info["bytes"] / 1e6
     print(f"{'(d) fake Jetstream emit rate (bare websocket client)':<52} {events:>6} events in "
-          f"{raw:6.2f} s = {emit_rate:9.0f} events/s ({mb / raw:.1f} MB/s)")
+          f"{raw:6.2f} s = {emit_rate:9.0f} events/s ({mb / raw:.1f} MB/s, best of {rounds})")
     print(f"{'(e) JetstreamCollector, ' + format(match, '.0%') + ' matching':<52} {events:>6} "
           f"events in {wall:6.2f} s = {rate:9.0f} events/s ({kept} posts kept)")
     print(f"{'    per CPU-second of the consumer (one core)':<52} {'':>6} {'':>9}   "

@@ -107,8 +107,8 @@ def status_rows(rows: list[StreamStatus], fmt: OutputFormat, now: datetime
     for r in rows:
         if fmt is OutputFormat.table:
             error = r.last_error
-            if error and len(error) > 100:
-                error = error[:97] + "..."
+            if error and len(error) > 200:
+                error = error[:197] + "..."
             if error:
                 error = f"{_age(r.last_error_at, now)}: {error}"
                 if not r.failing:

@@ -249,3 +249,45 @@ async def test_deletions_of_unknown_posts_are_not_recorded(
     assert await scalar(engine, select(func.count()).select_from(posts)) == 0
     health = (await rows(engine, select(stream_health)))[0]
     assert health.last_success_at > datetime.now(UTC) - timedelta(minutes=1)
+
+
+async def test_a_store_failure_loses_nothing_once_the_database_is_back(
+        engine: Engine, db_url: str, jetstream: JetstreamFake) -> None:
+    """The posts table disappears mid-run (a real failure, no mock): the firehose batch is
+    not stored, the failure is in health, and after the table is back the consumer restarts
+    from its saved cursor and stores what was missed."""
+    from sqlalchemy import text
+
+    config = make_config(db_url, [jetstream_source(jetstream.url)])
+    run = Running(Service(config, engine))
+    await asyncio.to_thread(jetstream.wait_for_subscribers, 1)
+    world = World(seed=8, mastodon_posts=0, bluesky_posts=20)
+    first, second = world.bluesky_posts()[:10], world.bluesky_posts()[10:]
+    await asyncio.to_thread(jetstream.publish_posts, first, noise=1)
+
+    async def stored(n: int) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            return bool(await scalar(engine, select(func.count()).select_from(posts)) == n)
+        return check
+
+    await run.until(await stored(10))
+
+    def rename(old: str, new: str) -> None:
+        with engine.begin() as conn:
+            conn.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))
+
+    await asyncio.to_thread(rename, "posts", "posts_away")
+    await asyncio.to_thread(jetstream.publish_posts, second, noise=1)
+
+    async def failed() -> bool:
+        errors = await scalar(engine, select(stream_health.c.fetch_errors))
+        return bool(errors and errors >= 1)
+
+    await run.until(failed)
+    error = await scalar(engine, select(stream_health.c.last_error))
+    assert "database error" in error and "posts" in error
+    await asyncio.to_thread(rename, "posts_away", "posts")
+    await run.until(await stored(20))
+    await run.finish()
+    got = {r.key for r in await rows(engine, select(posts.c.key))}
+    assert got == {p.uri for p in world.bluesky_posts()}

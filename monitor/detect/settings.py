@@ -73,7 +73,10 @@ class SpikeRule(_RuleBase):
     rarity_days: int = Field(default=14, ge=1, le=60)
     rarity_margin: float = Field(default=1.3, ge=1.0)
     resolve_after: Duration = timedelta(hours=3)
-    rearm_after: Duration = timedelta(hours=24)
+    # a story that flares again within half a day is the same incident (one page);
+    # a day-long guard also swallowed the next day's new story (NAB: 9h-15h best, see
+    # the detect notes)
+    rearm_after: Duration = timedelta(hours=12)
 
 
 class SentimentShiftRule(_RuleBase):

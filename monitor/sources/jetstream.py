@@ -52,6 +52,7 @@ _TIME_US = re.compile(rb'"time_us"\s*:\s*(\d+)')
 # a session that delivered events and then dropped is not a failing host
 _HEALTHY_SESSION_EVENTS = 1
 _LOOKBACK_WARN = 30 * 3600  # seconds; Jetstream replays about 36 h
+_HEARTBEAT = 30.0  # seconds between health updates on a quiet connection
 
 
 class _Filter:
@@ -151,10 +152,11 @@ def _to_post(did: str, rkey: str, record: dict[str, Any], tags: tuple[str, ...],
         created = min(created, seen)
     langs = record.get("langs")
     lang = langs[0] if isinstance(langs, list) and langs and isinstance(langs[0], str) else None
+    # self-labels (content warnings) as Bluesky search reads them
     labels = record.get("labels")
-    sensitive = bool(
-        isinstance(labels, dict) and isinstance(labels.get("values"), list) and labels["values"]
-    )
+    values = labels.get("values") if isinstance(labels, dict) else None
+    sensitive = isinstance(values, list) and any(
+        isinstance(v, dict) and v.get("val") for v in values)
     return Post(
         platform=PLATFORM,
         key=key,
@@ -197,7 +199,7 @@ def _parse(raw: bytes | str, flt: _Filter) -> tuple[str, Post | str | None]:
         return "skip", None
     rkey = commit.get("rkey")
     if not isinstance(rkey, str) or not rkey:
-        raise ValueError(f"commit from {did} without 'rkey'")
+        raise ValueError("commit event without 'rkey'")  # no DID in logs without a post key
     operation = commit.get("operation")
     if operation == "delete":
         return "delete", f"at://{did}/{POST_COLLECTION}/{rkey}"
@@ -244,6 +246,9 @@ class JetstreamCollector:
         self._cursor_us: int | None = None
         self._flushed_us: int | None = None
         self._flush_lock = asyncio.Lock()
+        self._connected = False
+        self._last_flush = time.monotonic()
+        self.heartbeat = _HEARTBEAT  # seconds between empty batches on a quiet connection
         self.events_seen = 0  # every event received, for health lines and benchmarks
 
     def streams(self) -> list[StreamKey]:
@@ -259,6 +264,7 @@ class JetstreamCollector:
         self._posts, self._deleted, self._rejected, self._pending = [], [], 0, 0
         self._last_raw = None
         self._cursor_us = self._flushed_us = _cursor_value(cursor)
+        self._last_flush = time.monotonic()
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._tick(sink), name="jetstream-flush")
@@ -329,7 +335,11 @@ class JetstreamCollector:
                 log.info("jetstream %s: connected%s", host,
                          f" (replaying from {_fmt_us(self._cursor_us - self._rewind_us)})"
                          if self._cursor_us is not None else " (live tail)")
-                await self._consume(ws, sink)
+                self._connected = True
+                try:
+                    await self._consume(ws, sink)
+                finally:
+                    self._connected = False
         except ConnectionClosed as exc:
             return f"connection dropped ({_close_reason(exc)})", ""
         except InvalidURI as exc:
@@ -376,9 +386,13 @@ class JetstreamCollector:
 
     async def _tick(self, sink: Callable[[Batch], Awaitable[None]]) -> None:
         interval = max(self.cfg.batch_interval.total_seconds(), 0.01)
+        heartbeat = max(self.heartbeat, interval)
         while True:
             await asyncio.sleep(interval)
-            await self._flush(sink)
+            # a quiet but open connection is healthy: say so now and then, so the
+            # stream's "last success" does not age while nothing matches
+            beat = self._connected and time.monotonic() - self._last_flush >= heartbeat
+            await self._flush(sink, force=beat)
 
     def _advance_cursor(self) -> None:
         raw = self._last_raw
@@ -395,18 +409,20 @@ class JetstreamCollector:
         if self._cursor_us is None or value > self._cursor_us:
             self._cursor_us = value
 
-    async def _flush(self, sink: Callable[[Batch], Awaitable[None]]) -> None:
+    async def _flush(self, sink: Callable[[Batch], Awaitable[None]], *,
+                     force: bool = False) -> None:
         """Hand over what is pending, with the cursor of the last event seen.
 
         The lock keeps batches in order: a later cursor is never saved before
-        an earlier one.
+        an earlier one. Nothing new means no batch, unless *force*.
         """
         async with self._flush_lock:
             self._advance_cursor()
             cursor_us = self._cursor_us
-            if (not self._posts and not self._deleted and not self._rejected
+            if (not force and not self._posts and not self._deleted and not self._rejected
                     and cursor_us == self._flushed_us):
                 return
+            self._last_flush = time.monotonic()
             posts, deleted, rejected = self._posts, self._deleted, self._rejected
             self._posts, self._deleted, self._rejected, self._pending = [], [], 0, 0
             cursor = None if cursor_us is None else Cursor(

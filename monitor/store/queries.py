@@ -224,9 +224,8 @@ def top_tags(
         raise InputError("order", f"expected 'volume' or 'growth', got {order!r}")
     if limit <= 0:
         raise InputError("limit", f"expected a positive number, got {limit}")
-    since, until = _utc(since), _utc(until)
-    if until <= since:
-        raise InputError("range", "expected since before until")
+    # whole 5-minute buckets, so a bucket is never half in one period and half out
+    since, until = align_range(since, until, BUCKET_SECONDS)
     before = since - (until - since)
     b = tag_buckets.c
     in_now = b.bucket_start >= since

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from monitor.detect.lifecycle import AlertState, Timing, step
+from monitor.detect.rules import spike_params
 from monitor.detect.seasonal import SpikeDetector, SpikeParams
+from monitor.detect.settings import SpikeRule
 
 from .synth import START, seasonal_counts, usual
 
@@ -88,3 +91,38 @@ def test_min_posts_keeps_a_tiny_tag_quiet() -> None:
     assert quiet.ratio is not None and quiet.ratio >= 4.0
     assert not quiet.is_spike
     assert loud.is_spike
+
+
+def _pages(counts: list[tuple]) -> list:
+    """When the default spike rule pages a new incident, through the real lifecycle."""
+    rule = SpikeRule(name="spike")
+    detector = SpikeDetector(spike_params(rule))
+    timing = Timing(rule.for_, rule.repeat_interval, rule.resolve_after, rule.rearm_after)
+    state = AlertState()
+    out = []
+    for at, n in counts:
+        state, announcement = step(state, detector.update(at, n).is_spike, at, timing)
+        if announcement == "firing":
+            out.append(at)
+    return out
+
+
+def _burst(counts: list[tuple], at: datetime, buckets: int = 12, times: float = 15.0) -> None:
+    first = next(i for i, (t, _) in enumerate(counts) if t >= at)
+    for i in range(first, first + buckets):
+        t, n = counts[i]
+        counts[i] = (t, n + times * usual(t))
+
+
+def test_a_flare_hours_later_is_one_page_the_next_days_story_is_another() -> None:
+    counts = seasonal_counts(18)
+    first = START + timedelta(days=15, hours=12)
+    _burst(counts, first)
+    _burst(counts, first + timedelta(hours=5))  # the same story flaring again
+    _burst(counts, first + timedelta(hours=22))  # a new story the next morning
+    pages = _pages(counts)
+    assert len(pages) == 2
+    assert pages[0] - first <= timedelta(minutes=10)
+    # paged during the new burst (the two earlier bursts make a third one less rare,
+    # so the rarity gate may take a few buckets longer)
+    assert timedelta(0) <= pages[1] - (first + timedelta(hours=22)) < timedelta(hours=1)

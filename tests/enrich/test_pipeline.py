@@ -121,6 +121,30 @@ def test_post_without_any_text(tmp_path: Path) -> None:
     assert scored.tags == ("metoo",)
 
 
+def test_nul_and_lone_surrogates_are_made_storable(tmp_path: Path) -> None:
+    enricher = Enricher.from_config(_config(store_text=True, authors="keep"), secret_dir=tmp_path)
+    html_post = enricher.enrich(_mastodon(html="<p>so \ud800 happy\x00 today</p>", author="a\x00b"))
+    assert html_post.text == "so \ufffd happy today"
+    assert html_post.author == "ab"
+    assert html_post.sentiment is not None and html_post.sentiment.compound > 0
+    text_post = enricher.enrich(_mastodon(html=None, text="fine\x00 \udfff"))
+    assert text_post.text == "fine \ufffd"
+
+
+def test_a_post_that_cannot_be_read_is_kept_with_platform_data(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    enricher = Enricher.from_config(_config(store_text=True), secret_dir=tmp_path)
+    broken = _mastodon(html=12345, lang="en-GB", tags=("MeToo",))  # a source bug, not a str
+    scored = enricher.enrich_many([broken, _mastodon(key="fine")])
+    assert [s.key for s in scored] == [broken.key, "fine"]
+    assert scored[0].tags == ("metoo",) and scored[0].lang == "en"
+    assert scored[0].text is None and scored[0].sentiment is None
+    assert scored[1].sentiment is not None
+    assert "could not analyse the text of a mastodon post (AttributeError)" in caplog.text
+    assert "alice" not in caplog.text
+
+
 def test_author_hash_is_stable_across_enrichers_and_restarts(tmp_path: Path) -> None:
     first = Enricher.from_config(Config(), secret_dir=tmp_path).enrich(_mastodon())
     second = Enricher.from_config(Config(), secret_dir=tmp_path).enrich(_mastodon())
@@ -151,6 +175,16 @@ def test_enrich_many_keeps_order_and_never_logs_content(
     logged = caplog.text + repr(enricher)
     for forbidden in ("secret words", "alice", "topsecret-value"):
         assert forbidden not in logged
+
+
+def test_batch_and_single_post_enrichment_agree(tmp_path: Path) -> None:
+    from benchmarks.ingest import generate  # the realistic mixed corpus of the benchmark
+
+    enricher = Enricher.from_config(_config(store_text=True), secret_dir=tmp_path)
+    items = [sample.post for sample in generate(600, seed=7)]
+    items += [_mastodon(key="x1", html="<p>😢😠</p>", lang=None),
+              _mastodon(key="x2", html=None, text=None), _mastodon(key="x3", lang="de")]
+    assert enricher.enrich_many(items) == [enricher.enrich(post) for post in items]
 
 
 def test_threads_sharing_one_enricher_get_the_same_results(tmp_path: Path) -> None:
@@ -185,3 +219,14 @@ def test_what_reaches_the_database(engine: Engine, tmp_path: Path) -> None:
     assert rows[0]["compound"] is not None and rows[1]["compound"] is None
     assert tags == ["metoo", "metoo", "notallmen"]
     assert buckets["metoo"]["posts"] == 2 and buckets["metoo"]["scored"] == 1
+
+
+def test_odd_characters_are_stored_on_every_database(engine: Engine, tmp_path: Path) -> None:
+    enricher = Enricher.from_config(_config(store_text=True), secret_dir=tmp_path)
+    post = _mastodon(html="<p>NUL\x00 and \ud83d alone, 😢 and #ÉTÉ</p>")
+    write_batch(engine, enricher.enrich_many([post]))
+    with engine.connect() as conn:
+        stored = conn.execute(select(posts.c.text)).scalar_one()
+        tags = sorted(conn.execute(select(post_tags.c.tag)).scalars())
+    assert stored == "NUL and \ufffd alone, 😢 and #ÉTÉ"
+    assert tags == ["metoo", "été"]

@@ -416,3 +416,15 @@ async def test_a_bad_or_very_old_saved_cursor(fake: JetstreamFake, running: list
     lines = [r.getMessage() for r in caplog.records]
     assert any("'not-a-time' is not a time in microseconds" in line for line in lines)
     assert any("keeps only about 36h" in line for line in lines)
+
+
+async def test_a_quiet_connection_still_reports_that_it_is_alive(
+        fake: JetstreamFake, running: list[Running]) -> None:
+    col = collector(make_config(fake.url))
+    col.heartbeat = 0.2
+    run = Running(col)
+    running.append(run)
+    await subscribed(fake)
+    # nothing is published: empty batches still arrive, so health shows a live stream
+    await run.until(lambda: len(run.batches) >= 3, timeout=5)
+    assert all(not b.posts and not b.deleted for b in run.batches)

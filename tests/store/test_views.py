@@ -10,9 +10,10 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, inspect, text
 
-from monitor.store.db import MIGRATIONS_DIR
+from monitor.store.db import MIGRATIONS_DIR, make_engine, migrate
 from monitor.store.repository import write_batch
 from tests.analyse.seed import scored
+from tests.conftest import pg_schema_url
 
 T0 = datetime(2026, 5, 10, tzinfo=UTC)
 SERIES_COLUMNS = ["bucket", "tag", "posts", "scored", "mean_compound", "positive", "neutral",
@@ -60,16 +61,24 @@ def test_daily_pairs_view(engine: Engine) -> None:
         ("2026-05-10", "howiwillchange", "metoo", 2), ("2026-05-11", "metoo", "notallmen", 1)]
 
 
-def test_views_follow_utc_whatever_the_session_zone(engine: Engine) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("only PostgreSQL has a session time zone")
-    seed(engine)
-    with engine.connect() as conn:
-        conn.execute(text("SET TIME ZONE 'America/Los_Angeles'"))
-        days = [r[0] for r in conn.execute(text(
-            "SELECT bucket AT TIME ZONE 'UTC' FROM tag_series_daily WHERE tag = 'metoo' "
-            "ORDER BY bucket"))]
-    assert [d.strftime("%Y-%m-%d %H:%M") for d in days] == ["2026-05-10 00:00", "2026-05-11 00:00"]
+@pytest.mark.postgres
+def test_postgres_views_follow_utc_whatever_the_session_zone() -> None:
+    for url in pg_schema_url():
+        engine = make_engine(url)
+        migrate(engine)
+        seed(engine)
+        with engine.connect() as conn:
+            conn.execute(text("SET TIME ZONE 'America/Los_Angeles'"))
+            days = [r[0] for r in conn.execute(text(
+                "SELECT bucket AT TIME ZONE 'UTC' FROM tag_series_daily WHERE tag = 'metoo' "
+                "ORDER BY bucket"))]
+            pair_days = [r[0] for r in conn.execute(text("SELECT day FROM tag_pairs_daily "
+                                                         "ORDER BY day"))]
+        engine.dispose()
+        assert [d.strftime("%Y-%m-%d %H:%M") for d in days] == [
+            "2026-05-10 00:00", "2026-05-11 00:00"]
+        # 01:05 UTC on the 10th is still the 9th in Los Angeles: days are UTC days
+        assert [str(d) for d in pair_days] == ["2026-05-10", "2026-05-11"]
 
 
 def test_downgrade_drops_the_views(engine: Engine) -> None:
