@@ -156,7 +156,7 @@ def configure_logging(level: str) -> None:
 
 async def run_service(config: Config, engine: Engine) -> None:
     """Run the service until SIGINT or SIGTERM; a second signal exits at once."""
-    from monitor.service import Service  # the service pulls in every stage
+    from monitor.wiring import build_service  # the service pulls in every stage
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -178,7 +178,7 @@ async def run_service(config: Config, engine: Engine) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
     try:
-        await Service(config, engine).run(stop)
+        await build_service(config, engine).run(stop)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
