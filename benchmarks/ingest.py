@@ -5,13 +5,15 @@ Bluesky-style plain text, mixed lengths, hashtags incl. Unicode ones, emoji,
 links, mentions, eight languages, platform language on about half) and prints
 posts/s for:
 
-  (a) VADER alone: ``polarity_scores`` on every post's plain text;
+  (a) VADER alone: stock vaderSentiment ``polarity_scores`` on every post's
+      plain text (the reference; monitor's exact, faster analyzer is shown too);
   (b) the pipeline: ``Enricher.enrich_many`` + ``write_batch`` in batches of
       ``--batch`` posts, on a fresh migrated SQLite file;
   (c) the same on a fresh PostgreSQL schema (dropped afterwards);
   (d) a naive loop: the same Enricher, then SQLAlchemy ORM ``add`` of the post,
       its tags and its bucket rows and one ``commit`` per post (SQLite,
-      ``--naive-n`` posts).
+      ``--naive-n`` posts);
+  (e) for the breakdown: enrichment alone, without a database.
 
 Each figure is the best of ``--rounds`` runs (each pipeline run on a fresh
 database), because other processes on the machine can only slow a run down.
@@ -196,6 +198,16 @@ def run_vader(samples: Sequence[Sample], stock: bool = True) -> float:
     return len(samples) / (time.perf_counter() - start)
 
 
+def run_enrich(samples: Sequence[Sample], batch: int) -> float:
+    """Posts/s of enrich_many alone (no database), in batches like the pipeline."""
+    enricher = Enricher.from_config(_config("sqlite://"))
+    items = [s.post for s in samples]
+    start = time.perf_counter()
+    for chunk in _chunks(items, batch):
+        enricher.enrich_many(chunk)
+    return len(items) / (time.perf_counter() - start)
+
+
 def run_pipeline(engine: Engine, samples: Sequence[Sample], batch: int) -> float:
     """Posts/s of enrich_many + write_batch; prints where the time went."""
     from monitor.store.repository import write_batch
@@ -363,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
                   lambda: run_vader(samples))
     _best("    for reference: monitor's FastAnalyzer alone", args.rounds,
           lambda: run_vader(samples, stock=False))
+    enrich = _best("    enrichment alone (no database)", args.rounds,
+                   lambda: run_enrich(samples, args.batch))
     naive_samples = samples[: args.naive_n]
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -382,10 +396,13 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_sqlite_vs_vader": round(sqlite_rate / vader, 3),
         "ratio_postgres_vs_vader": round(pg_rate / vader, 3),
         "ratio_sqlite_vs_naive": round(sqlite_rate / naive, 2),
+        "posts_s_enrich_only": round(enrich, 1),
+        "ratio_enrich_only_vs_vader": round(enrich / vader, 3),
     }
     print(f"pipeline/VADER: SQLite {result['ratio_sqlite_vs_vader']:.2f}x, PostgreSQL "
           f"{result['ratio_postgres_vs_vader']:.2f}x (target >= 0.7); pipeline/naive: "
-          f"{result['ratio_sqlite_vs_naive']:.1f}x (target >= 10)")
+          f"{result['ratio_sqlite_vs_naive']:.1f}x (target >= 10); enrichment alone/VADER: "
+          f"{result['ratio_enrich_only_vs_vader']:.2f}x")
     print(json.dumps(result))
     return 0
 

@@ -4,7 +4,8 @@ Resuming: the number of the last stored line is saved as the cursor of the
 stream ``<platform>:<absolute path>`` in the same transaction as the batch,
 together with the file's size and the hash of its first 64 KiB; a rerun on the
 same file, or on that file with lines appended, starts after that line, and
-the unique (platform, key) drops anything stored twice, so importing the same file twice adds nothing.
+the unique (platform, key) drops anything stored twice, so importing the same
+file twice adds nothing.
 """
 
 from __future__ import annotations

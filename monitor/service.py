@@ -42,6 +42,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from monitor.config import Config
 from monitor.enrich.pipeline import Enricher
 from monitor.errors import MonitorError
+from monitor.metrics import observe_write
 from monitor.models import Batch, Post, ScoredPost, StreamKey
 from monitor.sources.base import Backoff, HttpClient, PolledSource, StreamingSource, format_wait
 from monitor.sources.registry import build_sources
@@ -397,10 +398,11 @@ class Service:
             self._platforms.setdefault(batch.stream.source, set()).update(
                 p.platform for p in batch.posts)
         deleted = self._deletions(batch) if batch.deleted else []
-        result = write_batch(
-            self.engine, scored, cursor=batch.cursor, stream=batch.stream, deleted=deleted,
-            rejected=batch.rejected + rejected, now=self.clock(),
-        )
+        with observe_write():
+            result = write_batch(
+                self.engine, scored, cursor=batch.cursor, stream=batch.stream, deleted=deleted,
+                rejected=batch.rejected + rejected, now=self.clock(),
+            )
         return scored, deleted, result
 
     def _enrich(self, posts: Sequence[Post]) -> tuple[list[ScoredPost], int]:

@@ -37,4 +37,8 @@ def build_service(config: Config, engine: Engine) -> Service:
 
         service.add_periodic("detect", DETECT_EVERY, detect)
     attach(service, engine, config)
+    if config.web.enabled:
+        from monitor.web.server import serve
+
+        service.add_background("web", lambda: serve(engine, config))
     return service

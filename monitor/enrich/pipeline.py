@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
+# VADER's "but" rule is quadratic in the number of words: score at most this
+# much (ten times any social post) so a hostile or mis-imported text stays cheap.
+SENTIMENT_MAX_CHARS = 20_000
+
 
 def _text_of(post: Post) -> str:
     """The post's plain text: its text as given, else its HTML converted."""
@@ -109,8 +113,19 @@ class Enricher:
         except Exception as exc:  # a poison post must not stop the batch
             log.warning("could not analyse the text of a %s post (%s); stored with platform "
                         "tags and language only", post.platform, type(exc).__name__)
-            return self._scored(post, "", merge_tags(post.tags, ()), normalise_lang(post.lang),
-                                None)
+            return self._degraded(post)
+
+    def _degraded(self, post: Post) -> ScoredPost:
+        """What can still be said about a post whose text broke the analysis."""
+        try:
+            tags = merge_tags(post.tags, ())
+        except Exception:  # malformed platform tags too: keep the post, count it untagged
+            tags = ()
+        try:
+            lang = normalise_lang(post.lang)
+        except Exception:
+            lang = None
+        return self._scored(post, "", tags, lang, None)
 
     def _enrich(self, post: Post) -> ScoredPost:
         text = _text_of(post)
@@ -126,7 +141,7 @@ class Enricher:
                 return None
         elif not (self._score_undetected or (wordless and self._languages)):
             return None
-        s = analyzer().polarity_scores(text)
+        s = analyzer().polarity_scores(text[:SENTIMENT_MAX_CHARS])
         # Emoji and emoticons read the same in every language, so a post
         # without words is scored when VADER finds any in it; a bare link or
         # mention stays unscored rather than counted as "neutral".
@@ -137,7 +152,7 @@ class Enricher:
     def _scored(self, post: Post, text: str, tags: tuple[str, ...], lang: str | None,
                 sentiment: Sentiment | None) -> ScoredPost:
         author = post.author
-        if author is not None and self._authors.mode == "keep":
+        if isinstance(author, str) and self._authors.mode == "keep":
             author = _storable(author)
         return ScoredPost(
             platform=post.platform,

@@ -143,6 +143,8 @@ def test_a_post_that_cannot_be_read_is_kept_with_platform_data(
     assert scored[1].sentiment is not None
     assert "could not analyse the text of a mastodon post (AttributeError)" in caplog.text
     assert "alice" not in caplog.text
+    worse = _mastodon(html=None, text=b"bytes", tags=(None, "MeToo"), lang=7)  # source bugs
+    assert enricher.enrich(worse).tags == () and enricher.enrich(worse).lang is None
 
 
 def test_author_hash_is_stable_across_enrichers_and_restarts(tmp_path: Path) -> None:
