@@ -172,7 +172,9 @@ def import_command(
             platform.strip().lower(),
             mapping=mapping,
             default_tags=tuple(normalise_tag(t) for t in tag or []),
-            on_reject=lambda r: err_console.print(str(r), highlight=False, markup=False),
+            on_reject=lambda r: err_console.print(
+                str(r), highlight=False, markup=False, soft_wrap=True
+            ),
         )
     except MonitorError as exc:
         fail(str(exc), 2 if isinstance(exc, InputError) else 1)
@@ -185,8 +187,12 @@ def import_command(
 
 
 # Command modules of later stages register themselves here (each defines register(app)).
-_COMMAND_MODULES: tuple[str, ...] = ("monitor.analyse.commands", "monitor.status",
-                                     "monitor.notify.commands", "monitor.detect.commands")
+_COMMAND_MODULES: tuple[str, ...] = (
+    "monitor.analyse.commands",
+    "monitor.status",
+    "monitor.notify.commands",
+    "monitor.detect.commands",
+)
 
 
 def _register_all() -> None:

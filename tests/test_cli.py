@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -105,3 +106,47 @@ def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot migrate" in lines[0] and "Traceback" not in result.stderr
+
+
+def test_import_then_trends_matches_the_file(db_url: str, tmp_path: Path) -> None:
+    """`monitor trends metoo --since 3650d --step 1d` = counts and mean VADER from the file."""
+    from tests.test_importer import expected_daily
+
+    config = write_config(tmp_path, db_url)
+    imported = monitor(
+        "import", str(SAMPLE), "--platform", "twitter", "--config", str(config), cwd=tmp_path
+    )
+    assert imported.returncode == 0, imported.stderr
+    result = monitor(
+        "trends",
+        "metoo",
+        "notallmen",
+        "--since",
+        "3650d",
+        "--step",
+        "1d",
+        "--format",
+        "json",
+        "--config",
+        str(config),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    for tag in ("metoo", "notallmen"):
+        got = {
+            r["bucket"][:10]: (r["posts"], r["mean_compound"])
+            for r in rows
+            if r["tag"] == tag and r["posts"]
+        }
+        want = expected_daily(tag)
+        assert got.keys() == want.keys()
+        for day, (count, mean) in want.items():
+            assert got[day][0] == count
+            assert abs(got[day][1] - mean) < 1e-6
+    table = monitor(
+        "trends", "metoo", "--since", "3650d", "--step", "1d", "--config", str(config), cwd=tmp_path
+    )
+    assert table.returncode == 0
+    total = sum(count for count, _ in expected_daily("metoo").values())
+    assert f"│ metoo │ {total} │" in " ".join(table.stdout.split())  # the summary table
