@@ -7,7 +7,7 @@ service, which owns:
 
 * one ``httpx.AsyncClient`` (connection pooling, timeouts from ``http:``),
 * a User-Agent naming the project and the operator's contact,
-* retries with exponential backoff and full jitter on timeouts, connection
+* retries with exponential backoff and jitter on timeouts, connection
   errors, 5xx, truncated JSON and wrong content types,
 * 429 handling (``Retry-After`` on Bluesky, the ISO ``X-RateLimit-Reset`` time
   on Mastodon, which sends no Retry-After),
@@ -108,10 +108,12 @@ class StreamingSource(Protocol):
 
 
 class Backoff:
-    """Exponential backoff with full jitter (AWS style), reset after a success.
+    """Exponential backoff with "equal" jitter, reset after a success.
 
-    ``next_delay()`` returns seconds in ``[0, min(cap, base * 2**attempt)]``.
-    Full jitter keeps many streams that failed together from retrying in step.
+    ``next_delay()`` returns seconds in ``[c/2, c]`` with ``c = min(cap, base * 2**attempt)``.
+    The random half keeps many streams that failed together from retrying in
+    step; the fixed half makes the waits really grow, so a host that is down
+    for long is not hammered (and the log not flooded) by near-zero delays.
     """
 
     def __init__(self, base: float, cap: float, *, rng: random.Random | None = None) -> None:
@@ -136,7 +138,8 @@ class Backoff:
 
     def next_delay(self) -> float:
         """The next wait in seconds; each call doubles the ceiling up to ``cap``."""
-        delay = self._rng.uniform(0, self.ceiling())
+        ceiling = self.ceiling()
+        delay = self._rng.uniform(ceiling / 2, ceiling)
         self.attempt += 1
         return delay
 

@@ -216,19 +216,19 @@ async def test_unresolvable_host_says_to_check_the_network(
     assert first.endswith("— is this machine online?")
 
 
-def test_backoff_is_exponential_with_full_jitter_and_resets() -> None:
+def test_backoff_is_exponential_with_jitter_and_resets() -> None:
     backoff = Backoff(0.5, 4.0, rng=random.Random(3))
     ceilings = []
     for _ in range(6):
         ceilings.append(backoff.ceiling())
         delay = backoff.next_delay()
-        assert 0 <= delay <= ceilings[-1]
+        assert ceilings[-1] / 2 <= delay <= ceilings[-1]
     assert ceilings == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
     backoff.reset()
     assert backoff.ceiling() == 0.5
-    # full jitter spreads retries of many streams that failed together
+    # jitter spreads retries of many streams that failed together
     delays = [Backoff(1, 8, rng=random.Random(i)).next_delay() for i in range(50)]
-    assert max(delays) - min(delays) > 0.5
+    assert max(delays) - min(delays) > 0.3
 
 
 def test_format_wait_reads_like_a_person_wrote_it() -> None:
