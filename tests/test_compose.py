@@ -47,6 +47,19 @@ def test_monitor_env_is_understood_by_config() -> None:
     )
 
 
+def test_alerts_go_to_the_compose_mail_catcher_and_broker() -> None:
+    env_block = compose()["services"]["monitor"]["environment"]
+    env = {k: expand_compose_defaults(str(v)) for k, v in env_block.items()}
+    config = load_config(REPO / "config.yaml", env=env)
+    services = compose()["services"]
+    email = config.notify.email
+    assert email.enabled and email.smtp.host in services
+    assert f"{email.smtp.port}:{email.smtp.port}" in [str(p) for p in services["mailpit"]["ports"]]
+    mqtt = config.notify.mqtt
+    assert mqtt.enabled and mqtt.host in services
+    assert config.web.host == "0.0.0.0" and config.web.token
+
+
 def test_published_ports_match() -> None:
     services = compose()["services"]
     ports = {s: [str(p).split(":")[0] for p in services[s].get("ports", [])] for s in services}
@@ -54,6 +67,4 @@ def test_published_ports_match() -> None:
     assert "1883" in ports["mosquitto"]
     assert {"1025", "8025"} <= set(ports["mailpit"])
     config = load_config(REPO / "config.yaml", env={})
-    web = getattr(config, "web", None)
-    if web is not None:
-        assert str(web.port) in ports["monitor"]
+    assert str(config.web.port) in ports["monitor"]
