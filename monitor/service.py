@@ -418,8 +418,9 @@ class Service:
                 out.append(self._enricher.enrich(post))
             except Exception as exc:
                 rejected += 1
-                log.warning("%s post %s skipped: enrichment failed (%s)", post.platform,
-                            post.key, describe_error(exc))
+                # no key: Mastodon uris and Bluesky at:// uris name the author
+                log.warning("%s post skipped: enrichment failed (%s)", post.platform,
+                            type(exc).__name__)
         return out, rejected
 
     def _deletions(self, batch: Batch) -> list[tuple[str, str]]:
