@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from monitor.errors import StoreError
 from monitor.models import Cursor, ScoredPost, StreamKey
 from monitor.store.schema import (
     BUCKET_SECONDS,
@@ -59,78 +60,318 @@ def insert_for(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Ins
     return sqlite.insert(table)
 
 
-def _post_row(post: ScoredPost, now: datetime) -> dict[str, Any]:
-    s = post.sentiment
-    return {
-        "platform": post.platform,
-        "key": post.key,
-        "created_at": post.created_at,
-        "collected_at": now,
-        "author": post.author,
-        "url": post.url,
-        "lang": post.lang,
-        "text": post.text,
-        "is_repost": post.is_repost,
-        "sensitive": post.sensitive,
-        "compound": s.compound if s else None,
-        "pos": s.pos if s else None,
-        "neu": s.neu if s else None,
-        "neg": s.neg if s else None,
-    }
+# one tag_buckets increment: tag, bucket start (epoch seconds), posts, scored,
+# compound sum, compound squared sum, positive, neutral, negative
+BucketRow = tuple[str, int, int, int, float, float, int, int, int]
+# a post that was really inserted: its id, the post, its created_at as aware UTC
+Inserted = tuple[int, ScoredPost, datetime]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NO_SENTIMENT = (None, None, None, None)
+_POST_COLUMNS = (
+    "platform, key, created_at, collected_at, author, url, lang, text, is_repost, sensitive, "
+    "compound, pos, neu, neg"
+)
+_BUCKET_COLUMNS = (
+    "tag, bucket_start, posts, scored, compound_sum, compound_sq_sum, positive, neutral, negative"
+)
+_BUCKET_UPDATE = (
+    "ON CONFLICT (tag, bucket_start) DO UPDATE SET "
+    "posts = tag_buckets.posts + excluded.posts, "
+    "scored = tag_buckets.scored + excluded.scored, "
+    "compound_sum = tag_buckets.compound_sum + excluded.compound_sum, "
+    "compound_sq_sum = tag_buckets.compound_sq_sum + excluded.compound_sq_sum, "
+    "positive = tag_buckets.positive + excluded.positive, "
+    "neutral = tag_buckets.neutral + excluded.neutral, "
+    "negative = tag_buckets.negative + excluded.negative"
+)
 
 
-def _bucket_increments(inserted: Iterable[ScoredPost]) -> list[dict[str, Any]]:
-    acc: dict[tuple[str, datetime], list[float]] = {}
-    for post in inserted:
-        start = bucket_start(post.created_at)
+def _aware(ts: datetime) -> datetime:
+    # the same normalisation as schema.UTCDateTime: naive is taken as UTC
+    tz = ts.tzinfo
+    if tz is UTC:
+        return ts
+    return ts.replace(tzinfo=UTC) if tz is None else ts.astimezone(UTC)
+
+
+def _sqlite_text(ts: datetime) -> str:
+    """*ts* (aware UTC) exactly as SQLAlchemy's SQLite DATETIME stores it (naive UTC,
+    always six fractional digits), so raw writes compare equal to ORM binds."""
+    return ts.isoformat(" ", "microseconds")[:26]
+
+
+def _bucket_increments(inserted: Iterable[Inserted]) -> list[BucketRow]:
+    """Per (tag, bucket) sums of the inserted posts, sorted by (tag, bucket) so that
+    concurrent writers lock bucket rows in the same order (no deadlocks)."""
+    acc: dict[tuple[str, int], list[Any]] = {}
+    get = acc.get
+    for _, post, created in inserted:
+        epoch = int(created.timestamp())
+        start = epoch - epoch % BUCKET_SECONDS
         s = post.sentiment
+        if s is None:
+            for tag in post.tags:
+                row = get((tag, start))
+                if row is None:
+                    acc[(tag, start)] = row = [0, 0, 0.0, 0.0, 0, 0, 0]
+                row[0] += 1
+            continue
+        c = s.compound
+        sq = c * c
+        # 4 positive, 5 neutral, 6 negative (thresholds of the VADER paper)
+        slot = 4 if c >= POSITIVE_AT else 6 if c <= NEGATIVE_AT else 5
         for tag in post.tags:
-            row = acc.setdefault((tag, start), [0, 0, 0.0, 0.0, 0, 0, 0])
+            row = get((tag, start))
+            if row is None:
+                acc[(tag, start)] = row = [0, 0, 0.0, 0.0, 0, 0, 0]
             row[0] += 1
-            if s is not None:
-                row[1] += 1
-                row[2] += s.compound
-                row[3] += s.compound * s.compound
-                if s.compound >= POSITIVE_AT:
-                    row[4] += 1
-                elif s.compound <= NEGATIVE_AT:
-                    row[6] += 1
-                else:
-                    row[5] += 1
+            row[1] += 1
+            row[2] += c
+            row[3] += sq
+            row[slot] += 1
     return [
-        {
-            "tag": tag,
-            "bucket_start": start,
-            "posts": int(v[0]),
-            "scored": int(v[1]),
-            "compound_sum": float(v[2]),
-            "compound_sq_sum": float(v[3]),
-            "positive": int(v[4]),
-            "neutral": int(v[5]),
-            "negative": int(v[6]),
-        }
-        for (tag, start), v in acc.items()
+        (tag, start, v[0], v[1], float(v[2]), float(v[3]), v[4], v[5], v[6])
+        for (tag, start), v in sorted(acc.items())
     ]
 
 
-def _add_buckets(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    stmt = insert_for(conn, tag_buckets)
-    ex = stmt.excluded
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[tag_buckets.c.tag, tag_buckets.c.bucket_start],
-        set_={
-            "posts": tag_buckets.c.posts + ex.posts,
-            "scored": tag_buckets.c.scored + ex.scored,
-            "compound_sum": tag_buckets.c.compound_sum + ex.compound_sum,
-            "compound_sq_sum": tag_buckets.c.compound_sq_sum + ex.compound_sq_sum,
-            "positive": tag_buckets.c.positive + ex.positive,
-            "neutral": tag_buckets.c.neutral + ex.neutral,
-            "negative": tag_buckets.c.negative + ex.negative,
-        },
+def _bucket_time(start: int) -> datetime:
+    return _EPOCH + timedelta(seconds=start)
+
+
+def _driver_connection(conn: Connection) -> Any:
+    """The DBAPI connection under *conn*, inside the same transaction."""
+    raw = conn.connection.driver_connection
+    if raw is None:
+        raise StoreError("database connection was closed during a batch write")
+    return raw
+
+
+# ---------------------------------------------------------------- SQLite (sqlite3)
+#
+# Raw prepared statements and executemany: sqlite3's C loop binds rows far faster
+# than SQLAlchemy's per-parameter processing, and SQLite has no executemany with
+# RETURNING. Which posts went in is read back by id instead: with the write lock
+# held from the start of the transaction, the rows with an id above the maximum
+# before the insert are exactly this batch's.
+
+_SQLITE_POSTS = (
+    f"INSERT INTO posts ({_POST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (platform, key) DO NOTHING"
+)
+_SQLITE_TAGS = "INSERT INTO post_tags (post_id, tag, created_at) VALUES (?, ?, ?)"
+_SQLITE_BUCKETS = (
+    f"INSERT INTO tag_buckets ({_BUCKET_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    + _BUCKET_UPDATE
+)
+
+
+def _write_sqlite(
+    conn: Connection, batch: Sequence[tuple[ScoredPost, datetime]], now: datetime
+) -> tuple[list[Inserted], int]:
+    raw = _driver_connection(conn)
+    cur = raw.cursor()
+    try:
+        if not raw.in_transaction:
+            # take the write lock now, so no other writer can add posts before the read-back
+            cur.execute("BEGIN IMMEDIATE")
+        top = cur.execute("SELECT coalesce(max(id), 0) FROM posts").fetchone()[0]
+        now_text = _sqlite_text(now)
+        created_text: dict[tuple[str, str], str] = {}
+        rows = []
+        for post, created in batch:
+            text = created_text[(post.platform, post.key)] = _sqlite_text(created)
+            s = post.sentiment
+            rows.append(
+                (post.platform, post.key, text, now_text, post.author, post.url, post.lang,
+                 post.text, post.is_repost, post.sensitive)
+                + ((s.compound, s.pos, s.neu, s.neg) if s is not None else _NO_SENTIMENT)
+            )
+        import time as _t; _a=_t.perf_counter()
+        cur.executemany(_SQLITE_POSTS, rows)
+        _T["posts"]=_T.get("posts",0)+_t.perf_counter()-_a
+        expected = cur.rowcount
+        by_key = {(post.platform, post.key): (post, created) for post, created in batch}
+        inserted: list[Inserted] = [
+            (pid, *by_key[(platform, key)])
+            for pid, platform, key in cur.execute(
+                "SELECT id, platform, key FROM posts WHERE id > ? ORDER BY id", (top,)
+            )
+        ]
+        if len(inserted) != expected:
+            raise StoreError(
+                f"posts: {expected} rows inserted but {len(inserted)} found above id {top}; "
+                "is another process writing without a transaction?"
+            )
+        tag_rows = [
+            (pid, tag, created_text[(post.platform, post.key)])
+            for pid, post, _ in inserted
+            for tag in post.tags
+        ]
+        if tag_rows:
+            _a=_t.perf_counter(); cur.executemany(_SQLITE_TAGS, tag_rows); _T["tags"]=_T.get("tags",0)+_t.perf_counter()-_a
+        _a=_t.perf_counter(); buckets = _bucket_increments(inserted); _T["agg"]=_T.get("agg",0)+_t.perf_counter()-_a
+        if buckets:
+            _T["nb"]=_T.get("nb",0)+len(buckets); _a=_t.perf_counter()
+            texts = {start: _sqlite_text(_bucket_time(start)) for start in {b[1] for b in buckets}}
+            cur.executemany(
+                _SQLITE_BUCKETS, [(b[0], texts[b[1]], *b[2:]) for b in buckets]
+            ); _T["bk"]=_T.get("bk",0)+_t.perf_counter()-_a
+    finally:
+        cur.close()
+    return inserted, len(tag_rows)
+
+
+# ---------------------------------------------------------------- PostgreSQL (psycopg 3)
+#
+# One statement per table over array parameters (unnest): no per-row round trips
+# and no 500-row VALUES list for the server to parse on every batch. Parameters go
+# in binary (%b): dumping and parsing text arrays of timestamps costs more than
+# the inserts themselves.
+
+_PG_POSTS = (
+    f"INSERT INTO posts ({_POST_COLUMNS}) SELECT * FROM unnest("
+    "%b::text[], %b::text[], %b::timestamptz[], %b::timestamptz[], %b::text[], %b::text[], "
+    "%b::text[], %b::text[], %b::bool[], %b::bool[], "
+    "%b::float8[], %b::float8[], %b::float8[], %b::float8[]) "
+    "ON CONFLICT (platform, key) DO NOTHING RETURNING id, platform, key"
+)
+_PG_TAGS = (
+    "INSERT INTO post_tags (post_id, tag, created_at) "
+    "SELECT * FROM unnest(%b::int8[], %b::text[], %b::timestamptz[])"
+)
+_PG_BUCKETS = (
+    f"INSERT INTO tag_buckets ({_BUCKET_COLUMNS}) SELECT * FROM unnest("
+    "%b::text[], %b::timestamptz[], %b::int4[], %b::int4[], %b::float8[], %b::float8[], "
+    "%b::int4[], %b::int4[], %b::int4[]) " + _BUCKET_UPDATE
+)
+
+
+def _write_postgres(
+    conn: Connection, batch: Sequence[tuple[ScoredPost, datetime]], now: datetime
+) -> tuple[list[Inserted], int]:
+    posts_ = [post for post, _ in batch]
+    sentiments = [post.sentiment for post in posts_]
+    columns = [
+        [post.platform for post in posts_],
+        [post.key for post in posts_],
+        [created for _, created in batch],
+        [now] * len(batch),
+        [post.author for post in posts_],
+        [post.url for post in posts_],
+        [post.lang for post in posts_],
+        [post.text for post in posts_],
+        [post.is_repost for post in posts_],
+        [post.sensitive for post in posts_],
+        # float(): a binary array cannot mix int and float (Sentiment(0, 0, 1, 0))
+        [float(s.compound) if s is not None else None for s in sentiments],
+        [float(s.pos) if s is not None else None for s in sentiments],
+        [float(s.neu) if s is not None else None for s in sentiments],
+        [float(s.neg) if s is not None else None for s in sentiments],
+    ]
+    raw = _driver_connection(conn)
+    with raw.cursor() as cur:
+        import time as _t; _a=_t.perf_counter()
+        cur.execute(_PG_POSTS, columns)
+        _T["posts"]=_T.get("posts",0)+_t.perf_counter()-_a
+        by_key = {(post.platform, post.key): (post, created) for post, created in batch}
+        inserted: list[Inserted] = sorted(
+            (pid, *by_key[(platform, key)]) for pid, platform, key in cur.fetchall()
+        )
+        ids: list[int] = []
+        tags: list[str] = []
+        times: list[datetime] = []
+        for pid, post, created in inserted:
+            for tag in post.tags:
+                ids.append(pid)
+                tags.append(tag)
+                times.append(created)
+        if ids:
+            _a=_t.perf_counter(); cur.execute(_PG_TAGS, (ids, tags, times)); _T["tags"]=_T.get("tags",0)+_t.perf_counter()-_a
+        _a=_t.perf_counter(); buckets = _bucket_increments(inserted); _T["agg"]=_T.get("agg",0)+_t.perf_counter()-_a
+        if buckets:
+            _a=_t.perf_counter()
+            bucket_columns: list[list[Any]] = [list(c) for c in zip(*buckets, strict=True)]
+            bucket_columns[1] = [_bucket_time(start) for start in bucket_columns[1]]
+            cur.execute(_PG_BUCKETS, bucket_columns); _T["bk"]=_T.get("bk",0)+_t.perf_counter()-_a
+    return inserted, len(ids)
+
+
+# ---------------------------------------------------------------- other drivers
+
+
+def _write_portable(
+    conn: Connection, batch: Sequence[tuple[ScoredPost, datetime]], now: datetime
+) -> tuple[list[Inserted], int]:
+    """SQLAlchemy Core statements: slower, for drivers without a fast path."""
+    by_key = {(post.platform, post.key): (post, created) for post, created in batch}
+    rows: list[dict[str, Any]] = []
+    for post, created in batch:
+        s = post.sentiment
+        rows.append({
+            "platform": post.platform,
+            "key": post.key,
+            "created_at": created,
+            "collected_at": now,
+            "author": post.author,
+            "url": post.url,
+            "lang": post.lang,
+            "text": post.text,
+            "is_repost": post.is_repost,
+            "sensitive": post.sensitive,
+            "compound": s.compound if s else None,
+            "pos": s.pos if s else None,
+            "neu": s.neu if s else None,
+            "neg": s.neg if s else None,
+        })
+    stmt = (
+        insert_for(conn, posts)
+        .on_conflict_do_nothing(index_elements=[posts.c.platform, posts.c.key])
+        .returning(posts.c.id, posts.c.platform, posts.c.key)
     )
-    conn.execute(stmt, rows)
+    inserted: list[Inserted] = sorted(
+        (row.id, *by_key[(row.platform, row.key)]) for row in conn.execute(stmt, rows)
+    )
+    tag_rows = [
+        {"post_id": pid, "tag": tag, "created_at": created}
+        for pid, post, created in inserted
+        for tag in post.tags
+    ]
+    if tag_rows:
+        conn.execute(post_tags.insert(), tag_rows)
+    buckets = _bucket_increments(inserted)
+    if buckets:
+        ins = insert_for(conn, tag_buckets)
+        ex = ins.excluded
+        c = tag_buckets.c
+        upsert = ins.on_conflict_do_update(
+            index_elements=[c.tag, c.bucket_start],
+            set_={
+                "posts": c.posts + ex.posts,
+                "scored": c.scored + ex.scored,
+                "compound_sum": c.compound_sum + ex.compound_sum,
+                "compound_sq_sum": c.compound_sq_sum + ex.compound_sq_sum,
+                "positive": c.positive + ex.positive,
+                "neutral": c.neutral + ex.neutral,
+                "negative": c.negative + ex.negative,
+            },
+        )
+        names = ("posts", "scored", "compound_sum", "compound_sq_sum", "positive", "neutral",
+                 "negative")
+        conn.execute(
+            upsert,
+            [
+                {"tag": b[0], "bucket_start": _bucket_time(b[1])}
+                | dict(zip(names, b[2:], strict=True))
+                for b in buckets
+            ],
+        )
+    return inserted, len(tag_rows)
+
+
+_T: dict[str, float] = {}
+_WRITERS = {("sqlite", "pysqlite"): _write_sqlite, ("postgresql", "psycopg"): _write_postgres}
 
 
 def _save_cursor(conn: Connection, cursor: Cursor, now: datetime) -> None:
@@ -201,40 +442,40 @@ def write_batch(
     Duplicates (same platform and key, in this batch or already stored) are
     skipped and do not touch the buckets.
     """
-    now = now or datetime.now(UTC)
+    now = _aware(now or datetime.now(UTC))
     unique: dict[tuple[str, str], ScoredPost] = {}
     for post in posts_in:
         unique.setdefault((post.platform, post.key), post)
+    # sorted by (platform, key): concurrent writers meet shared keys in the same order
+    batch = [(unique[k], _aware(unique[k].created_at)) for k in sorted(unique)]
+    import time as _t; _a0=_t.perf_counter()
     with engine.begin() as conn:
-        inserted: list[tuple[int, ScoredPost]] = []
-        if unique:
-            stmt = (
-                insert_for(conn, posts)
-                .on_conflict_do_nothing(index_elements=[posts.c.platform, posts.c.key])
-                .returning(posts.c.id, posts.c.platform, posts.c.key)
-            )
-            result = conn.execute(stmt, [_post_row(p, now) for p in unique.values()])
-            inserted = [(row.id, unique[(row.platform, row.key)]) for row in result]
-        tag_rows = [
-            {"post_id": pid, "tag": tag, "created_at": post.created_at}
-            for pid, post in inserted
-            for tag in post.tags
-        ]
-        if tag_rows:
-            conn.execute(post_tags.insert(), tag_rows)
-        _add_buckets(conn, _bucket_increments(p for _, p in inserted))
+        inserted: list[Inserted] = []
+        tag_rows = 0
+        if batch:
+            dialect = conn.dialect
+            writer = _WRITERS.get((dialect.name, dialect.driver), _write_portable)
+            inserted, tag_rows = writer(conn, batch, now)
         if deleted:
             stmt_d = insert_for(conn, deletions).on_conflict_do_nothing()
-            conn.execute(stmt_d, [{"platform": pl, "key": k, "seen_at": now} for pl, k in deleted])
+            conn.execute(
+                stmt_d, [{"platform": pl, "key": k, "seen_at": now} for pl, k in sorted(deleted)]
+            )
+        _a=_t.perf_counter()
         if cursor is not None:
             _save_cursor(conn, cursor, now)
         if stream is not None:
-            newest = max((p.created_at for p in unique.values()), default=None)
+            newest = max((created for _, created in batch), default=None)
             _touch_health(
                 conn, stream, now, collected=len(inserted), rejected=rejected, newest=newest
             )
+        _T["cur+health"]=_T.get("cur+health",0)+_t.perf_counter()-_a
+        _a=_t.perf_counter()
+        conn.commit()
+        _T["commit"]=_T.get("commit",0)+_t.perf_counter()-_a
+    _T["total"]=_T.get("total",0)+_t.perf_counter()-_a0
     return WriteResult(
-        inserted=len(inserted), duplicates=len(posts_in) - len(inserted), tag_rows=len(tag_rows)
+        inserted=len(inserted), duplicates=len(posts_in) - len(inserted), tag_rows=tag_rows
     )
 
 

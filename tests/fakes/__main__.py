@@ -9,14 +9,13 @@ service keeps finding new posts), ``--port-base P`` (fixed ports P, P+1, ...).
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import signal
 import threading
 from typing import Any
 
 from tests.fakes.bluesky import APP_PASSWORD, IDENTIFIER, start_bluesky_fake
 from tests.fakes.data import TAGS, World
+from tests.fakes.jetstream import start_jetstream_fake
 from tests.fakes.mastodon import start_mastodon_fake
 
 
@@ -38,14 +37,9 @@ def main(argv: list[str] | None = None) -> None:
         start_mastodon_fake(world, "b", port=port(1)),
         start_bluesky_fake(world, require_auth=args.auth, port=port(2)),
     ]
-    jetstream_url = None
-    if importlib.util.find_spec("tests.fakes.jetstream") is not None:
-        module = importlib.import_module("tests.fakes.jetstream")
-        starter = getattr(module, "start_jetstream_fake", None)
-        if starter is not None:
-            jet = starter(world)
-            fakes.append(jet)
-            jetstream_url = jet.url
+    jet = start_jetstream_fake(world, port=port(3))
+    fakes.append(jet)
+    jetstream_url = jet.url
     masto_a, masto_b, bsky = fakes[0], fakes[1], fakes[2]
 
     counts = world.expected_tag_counts()
