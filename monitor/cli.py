@@ -123,6 +123,7 @@ def check_config(
         f"ok: {file or config or 'config.yaml'}: {len(cfg.hashtags)} hashtags, "
         f"{sources} source{'s' if sources != 1 else ''}, database {where}",
         highlight=False,
+        soft_wrap=True,
     )
 
 

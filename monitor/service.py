@@ -375,7 +375,7 @@ class Service:
                         await asyncio.shield(work)
                 raise
         self.batches_stored += 1
-        if result.inserted or batch.deleted or batch.rejected:
+        if result.inserted or deleted or batch.rejected:
             log.info("%s %s: %d new post%s, %d duplicate%s%s%s", batch.stream.source,
                      batch.stream.name, result.inserted, _s(result.inserted), result.duplicates,
                      _s(result.duplicates),

@@ -161,6 +161,19 @@ _SQLITE_POSTS = (
     "ON CONFLICT (platform, key) DO NOTHING"
 )
 _SQLITE_TAGS = "INSERT INTO post_tags (post_id, tag, created_at) VALUES (?, ?, ?)"
+_SQLITE_BUCKETS_SQL = (
+    f"INSERT INTO tag_buckets ({_BUCKET_COLUMNS}) "
+    "SELECT t.tag, strftime('%Y-%m-%d %H:%M:%S.000000', "
+    f"CAST(strftime('%s', t.created_at) AS INTEGER) / {BUCKET_SECONDS} * {BUCKET_SECONDS}, "
+    "'unixepoch'), count(*), count(p.compound), coalesce(sum(p.compound), 0.0), "
+    "coalesce(sum(p.compound * p.compound), 0.0), "
+    f"count(CASE WHEN p.compound >= {POSITIVE_AT!r} THEN 1 END), "
+    f"count(CASE WHEN p.compound < {POSITIVE_AT!r} AND p.compound > {NEGATIVE_AT!r} THEN 1 END), "
+    f"count(CASE WHEN p.compound <= {NEGATIVE_AT!r} THEN 1 END) "
+    # CROSS JOIN fixes the join order: this batch's posts by id range, then their tags
+    "FROM posts AS p CROSS JOIN post_tags AS t ON t.post_id = p.id WHERE p.id > ? "
+    "GROUP BY 1, 2 " + _BUCKET_UPDATE
+)
 _SQLITE_BUCKETS = (
     f"INSERT INTO tag_buckets ({_BUCKET_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
     + _BUCKET_UPDATE
@@ -188,9 +201,7 @@ def _write_sqlite(
                  post.text, post.is_repost, post.sensitive)
                 + ((s.compound, s.pos, s.neu, s.neg) if s is not None else _NO_SENTIMENT)
             )
-        import time as _t; _a=_t.perf_counter()
         cur.executemany(_SQLITE_POSTS, rows)
-        _T["posts"]=_T.get("posts",0)+_t.perf_counter()-_a
         expected = cur.rowcount
         by_key = {(post.platform, post.key): (post, created) for post, created in batch}
         inserted: list[Inserted] = [
@@ -210,14 +221,9 @@ def _write_sqlite(
             for tag in post.tags
         ]
         if tag_rows:
-            _a=_t.perf_counter(); cur.executemany(_SQLITE_TAGS, tag_rows); _T["tags"]=_T.get("tags",0)+_t.perf_counter()-_a
-        _a=_t.perf_counter(); buckets = _bucket_increments(inserted); _T["agg"]=_T.get("agg",0)+_t.perf_counter()-_a
-        if buckets:
-            _T["nb"]=_T.get("nb",0)+len(buckets); _a=_t.perf_counter()
-            texts = {start: _sqlite_text(_bucket_time(start)) for start in {b[1] for b in buckets}}
-            cur.executemany(
-                _SQLITE_BUCKETS, [(b[0], texts[b[1]], *b[2:]) for b in buckets]
-            ); _T["bk"]=_T.get("bk",0)+_t.perf_counter()-_a
+            cur.executemany(_SQLITE_TAGS, tag_rows)
+        if tag_rows:
+            cur.execute(_SQLITE_BUCKETS_SQL, (top,))
     finally:
         cur.close()
     return inserted, len(tag_rows)
@@ -272,9 +278,7 @@ def _write_postgres(
     ]
     raw = _driver_connection(conn)
     with raw.cursor() as cur:
-        import time as _t; _a=_t.perf_counter()
         cur.execute(_PG_POSTS, columns)
-        _T["posts"]=_T.get("posts",0)+_t.perf_counter()-_a
         by_key = {(post.platform, post.key): (post, created) for post, created in batch}
         inserted: list[Inserted] = sorted(
             (pid, *by_key[(platform, key)]) for pid, platform, key in cur.fetchall()
@@ -288,13 +292,12 @@ def _write_postgres(
                 tags.append(tag)
                 times.append(created)
         if ids:
-            _a=_t.perf_counter(); cur.execute(_PG_TAGS, (ids, tags, times)); _T["tags"]=_T.get("tags",0)+_t.perf_counter()-_a
-        _a=_t.perf_counter(); buckets = _bucket_increments(inserted); _T["agg"]=_T.get("agg",0)+_t.perf_counter()-_a
+            cur.execute(_PG_TAGS, (ids, tags, times))
+        buckets = _bucket_increments(inserted)
         if buckets:
-            _a=_t.perf_counter()
             bucket_columns: list[list[Any]] = [list(c) for c in zip(*buckets, strict=True)]
             bucket_columns[1] = [_bucket_time(start) for start in bucket_columns[1]]
-            cur.execute(_PG_BUCKETS, bucket_columns); _T["bk"]=_T.get("bk",0)+_t.perf_counter()-_a
+            cur.execute(_PG_BUCKETS, bucket_columns)
     return inserted, len(ids)
 
 
@@ -370,7 +373,6 @@ def _write_portable(
     return inserted, len(tag_rows)
 
 
-_T: dict[str, float] = {}
 _WRITERS = {("sqlite", "pysqlite"): _write_sqlite, ("postgresql", "psycopg"): _write_postgres}
 
 
@@ -448,7 +450,6 @@ def write_batch(
         unique.setdefault((post.platform, post.key), post)
     # sorted by (platform, key): concurrent writers meet shared keys in the same order
     batch = [(unique[k], _aware(unique[k].created_at)) for k in sorted(unique)]
-    import time as _t; _a0=_t.perf_counter()
     with engine.begin() as conn:
         inserted: list[Inserted] = []
         tag_rows = 0
@@ -461,7 +462,6 @@ def write_batch(
             conn.execute(
                 stmt_d, [{"platform": pl, "key": k, "seen_at": now} for pl, k in sorted(deleted)]
             )
-        _a=_t.perf_counter()
         if cursor is not None:
             _save_cursor(conn, cursor, now)
         if stream is not None:
@@ -469,11 +469,6 @@ def write_batch(
             _touch_health(
                 conn, stream, now, collected=len(inserted), rejected=rejected, newest=newest
             )
-        _T["cur+health"]=_T.get("cur+health",0)+_t.perf_counter()-_a
-        _a=_t.perf_counter()
-        conn.commit()
-        _T["commit"]=_T.get("commit",0)+_t.perf_counter()-_a
-    _T["total"]=_T.get("total",0)+_t.perf_counter()-_a0
     return WriteResult(
         inserted=len(inserted), duplicates=len(posts_in) - len(inserted), tag_rows=tag_rows
     )

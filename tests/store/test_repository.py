@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import random
+import threading
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 
 from monitor.models import Cursor, ScoredPost, Sentiment, StreamKey
-from monitor.store.repository import bucket_start, load_cursor, record_failure, write_batch
+from monitor.store import repository
+from monitor.store.repository import (
+    WriteResult,
+    bucket_start,
+    load_cursor,
+    record_failure,
+    write_batch,
+)
 from monitor.store.schema import post_tags, posts, stream_health, tag_buckets
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -126,3 +136,149 @@ def test_bucket_start_floors_to_five_minutes() -> None:
     assert bucket_start(datetime(2024, 1, 1, 10, 14, 59, tzinfo=UTC)) == datetime(
         2024, 1, 1, 10, 10, tzinfo=UTC
     )
+
+
+# ------------------------------------------------------------------ fast paths
+#
+# write_batch talks to sqlite3 and psycopg directly. These tests pin what that
+# must keep: the same stored values as SQLAlchemy binds, exact counts under
+# concurrency, and bucket sums equal to a plain recount.
+
+
+def reference_buckets(
+    batch: list[ScoredPost],
+) -> dict[tuple[str, datetime], tuple[int, int, float, int, int, int]]:
+    """The buckets recounted the obvious way (first copy of each key wins)."""
+    seen: dict[tuple[str, str], ScoredPost] = {}
+    for post in batch:
+        seen.setdefault((post.platform, post.key), post)
+    out: dict[tuple[str, datetime], list[float]] = {}
+    for post in seen.values():
+        for tag in post.tags:
+            row = out.setdefault((tag, bucket_start(post.created_at)), [0, 0, 0.0, 0, 0, 0])
+            row[0] += 1
+            if post.sentiment is not None:
+                c = post.sentiment.compound
+                row[1] += 1
+                row[2] += c
+                row[3 if c >= 0.05 else 5 if c <= -0.05 else 4] += 1
+    return {
+        k: (int(v[0]), int(v[1]), round(v[2], 6), int(v[3]), int(v[4]), int(v[5]))
+        for k, v in out.items()
+    }
+
+
+def many(prefix: str, n: int, seed: int) -> list[ScoredPost]:
+    rnd = random.Random(seed)
+    tags = ("metoo", "notallmen", "howiwillchange", "ididit", "timesup")
+    out = []
+    for i in range(n):
+        compound = rnd.choice([None, 0, 0.0, 0.05, -0.05, rnd.uniform(-1, 1)])
+        chosen = tuple(rnd.sample(tags, rnd.randint(0, 3)))
+        out.append(scored(f"{prefix}{i}", rnd.randrange(60), chosen, compound))
+    return out
+
+
+def test_large_batch_with_repeats_matches_a_recount(engine: Engine) -> None:
+    earlier = many("k", 300, seed=1)
+    write_batch(engine, earlier)
+    batch = many("k", 1200, seed=1) + many("k", 50, seed=1)  # 300 stored, 50 repeated in batch
+    result = write_batch(engine, batch, stream=STREAM)
+    assert (result.inserted, result.duplicates) == (900, 350)
+    assert result.tag_rows == sum(len(p.tags) for p in batch[300:1200])
+    assert buckets(engine) == reference_buckets(batch)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(posts)).scalar_one() == 1200
+        tag_count = conn.execute(select(func.count()).select_from(post_tags)).scalar_one()
+        collected = conn.execute(select(stream_health.c.posts_collected)).scalar_one()
+    assert tag_count == sum(len(p.tags) for p in batch[:1200])
+    assert collected == 900
+
+
+def test_stored_values_compare_equal_to_sqlalchemy_binds(engine: Engine) -> None:
+    """Raw writes must store what SQLAlchemy would: queries filter on these columns."""
+    odd = datetime(2024, 3, 1, 14, 7, 5, 123456, tzinfo=timezone(timedelta(hours=2)))
+    naive = datetime(2024, 3, 1, 12, 9, 59)  # taken as UTC
+    post = ScoredPost(
+        platform="bluesky", key="at://x/1", created_at=odd, url="https://bsky.app/x/1",
+        author="h:abc", text="Balance ton porc 🙏", lang="fr", tags=("balancetonporc",),
+        is_repost=True, sensitive=True, sentiment=Sentiment(0, 0, 1, 0),
+    )
+    other = replace(scored("b", 0, ("balancetonporc",), None), created_at=naive)
+    now = datetime(2024, 3, 2, 8, 0, tzinfo=UTC)
+    write_batch(engine, [post, other], now=now)
+    instant = odd.astimezone(UTC)
+    with engine.connect() as conn:
+        row = conn.execute(select(posts).where(posts.c.created_at == instant)).one()
+        assert row.key == "at://x/1" and row.is_repost is True and row.sensitive is True
+        assert (row.compound, row.pos, row.neu, row.neg) == (0.0, 0.0, 1.0, 0.0)
+        assert row.created_at == instant and row.created_at.utcoffset() == timedelta(0)
+        assert row.collected_at == now
+        assert row.text == "Balance ton porc 🙏"
+        assert conn.execute(
+            select(posts.c.key).where(posts.c.created_at == naive.replace(tzinfo=UTC))
+        ).scalar_one() == "b"
+        tagged = conn.execute(
+            select(post_tags.c.created_at).where(post_tags.c.created_at == instant)
+        ).scalar_one()
+        assert tagged == instant
+        rows = conn.execute(
+            select(tag_buckets.c.bucket_start, tag_buckets.c.posts, tag_buckets.c.neutral)
+            .where(tag_buckets.c.bucket_start >= datetime(2024, 3, 1, 12, 5, tzinfo=UTC))
+            .order_by(tag_buckets.c.bucket_start)
+        ).all()
+    # 14:07:05+02:00 and 12:09:59 share the 12:05 UTC bucket
+    assert [tuple(r) for r in rows] == [(datetime(2024, 3, 1, 12, 5, tzinfo=UTC), 2, 1)]
+
+
+def test_fast_and_portable_writes_share_rows(engine: Engine) -> None:
+    """The SQLAlchemy Core path (other drivers) and the fast path add to the same
+    bucket rows: if their stored formats differed, the sums would split."""
+    first, second = many("p", 200, seed=7), many("q", 200, seed=8)
+    write_batch(engine, first)
+    now = datetime.now(UTC)
+    batch = [(p, p.created_at) for p in sorted(second, key=lambda p: (p.platform, p.key))]
+    with engine.begin() as conn:
+        inserted, tag_rows = repository._write_portable(conn, batch, now)
+    assert len(inserted) == 200 and tag_rows == sum(len(p.tags) for p in second)
+    assert buckets(engine) == reference_buckets(first + second)
+    again = write_batch(engine, first + second)
+    assert (again.inserted, again.duplicates) == (0, 400)
+
+
+def test_two_writers_at_once_count_exactly(engine: Engine) -> None:
+    """Two streams write overlapping batches at the same moment (same bucket rows,
+    shared keys in opposite orders): every post lands once and the sums are exact."""
+    shared = many("s", 150, seed=3)
+    a = many("a", 250, seed=4) + shared
+    b = list(reversed(shared)) + many("b", 250, seed=5)
+    barrier = threading.Barrier(2)
+    results: dict[str, WriteResult] = {}
+    errors: list[BaseException] = []
+
+    def run(name: str, batch: list[ScoredPost]) -> None:
+        try:
+            barrier.wait(timeout=10)
+            results[name] = write_batch(
+                engine, batch, stream=StreamKey("mastodon", name, "metoo"),
+                cursor=Cursor("mastodon", name, "1"),
+            )
+        except BaseException as exc:  # surfaced below with the thread's name
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n, x)) for n, x in (("a", a), ("b", b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    assert results["a"].inserted + results["b"].inserted == 650
+    assert results["a"].duplicates + results["b"].duplicates == 150
+    assert buckets(engine) == reference_buckets(a + b)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(posts)).scalar_one() == 650
+        tags = conn.execute(select(func.count()).select_from(post_tags)).scalar_one()
+        health = dict(conn.execute(
+            select(stream_health.c.stream, stream_health.c.posts_collected)).all())
+    assert tags == sum(len(p.tags) for p in a + b[150:])
+    assert health == {"a#metoo": results["a"].inserted, "b#metoo": results["b"].inserted}
