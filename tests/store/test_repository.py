@@ -240,7 +240,7 @@ def test_fast_and_portable_writes_share_rows(engine: Engine) -> None:
     batch = [(p, p.created_at) for p in sorted(second, key=lambda p: (p.platform, p.key))]
     with engine.begin() as conn:
         inserted, tag_rows = repository._write_portable(conn, batch, now)
-    assert len(inserted) == 200 and tag_rows == sum(len(p.tags) for p in second)
+    assert inserted == 200 and tag_rows == sum(len(p.tags) for p in second)
     assert buckets(engine) == reference_buckets(first + second)
     again = write_batch(engine, first + second)
     assert (again.inserted, again.duplicates) == (0, 400)
@@ -282,3 +282,34 @@ def test_two_writers_at_once_count_exactly(engine: Engine) -> None:
             select(stream_health.c.stream, stream_health.c.posts_collected)).all())
     assert tags == sum(len(p.tags) for p in a + b[150:])
     assert health == {"a#metoo": results["a"].inserted, "b#metoo": results["b"].inserted}
+
+
+def test_batch_without_tags_or_sentiment_is_stored(engine: Engine) -> None:
+    """Posts with no tags and no scores (all-NULL columns, empty tag lists) still count."""
+    batch = [scored("x1", 1, (), None), scored("x2", 2, (), None)]
+    result = write_batch(engine, batch, stream=STREAM)
+    assert (result.inserted, result.duplicates, result.tag_rows) == (2, 0, 0)
+    assert buckets(engine) == {}
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(posts)).scalar_one() == 2
+        assert conn.execute(select(stream_health.c.posts_collected)).scalar_one() == 2
+
+
+def test_control_characters_in_text_survive(engine: Engine) -> None:
+    """Text with the ASCII separators the PostgreSQL path packs columns with comes
+    back intact (that batch falls back to plain arrays), and so do empty strings."""
+    odd = replace(scored("sep\x1fkey", 1, ("metoo",), 0.5), text="a\x1fb\x1ec", author="")
+    plain = replace(scored("plain", 2, ("metoo",), 0.5), text="\x1e", author=None)
+    assert write_batch(engine, [odd, plain]).inserted == 2
+    alone = replace(scored("alone", 3, ("metoo",), None), text="", author="")
+    assert write_batch(engine, [alone]).inserted == 1
+    pair = [replace(scored("e1", 3, (), None), text="", author=""),
+            replace(scored("e2", 3, (), None), text="x", author=None)]
+    assert write_batch(engine, pair).inserted == 2
+    with engine.connect() as conn:
+        got = dict(conn.execute(select(posts.c.key, posts.c.text)).all())
+        authors = dict(conn.execute(select(posts.c.key, posts.c.author)).all())
+    assert got == {"sep\x1fkey": "a\x1fb\x1ec", "plain": "\x1e", "alone": "", "e1": "",
+                   "e2": "x"}
+    assert authors == {"sep\x1fkey": "", "plain": None, "alone": "", "e1": "", "e2": None}
+    assert buckets(engine)[("metoo", T0)] == (3, 2, 1.0, 2, 0, 0)
