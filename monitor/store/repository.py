@@ -1,6 +1,6 @@
 """Writes. ``write_batch`` stores a batch in ONE transaction: posts, tags, bucket
-increments, deletions, the cursor and the stream's health. Only rows that were
-really inserted are counted, so re-running a batch changes nothing."""
+and tag-pair increments, deletions, the cursor and the stream's health. Only rows
+that were really inserted are counted, so re-running a batch changes nothing."""
 
 from __future__ import annotations
 
@@ -15,6 +15,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.errors import StoreError
 from monitor.models import Cursor, ScoredPost, StreamKey
+from monitor.store.pairs import (
+    add_pair_buckets,
+    add_sqlite_pairs,
+    pair_increments,
+    pg_pairs_insert,
+)
 from monitor.store.schema import (
     BUCKET_SECONDS,
     cursors,
@@ -225,6 +231,8 @@ def _write_sqlite(
         if tag_rows:
             cur.executemany(_SQLITE_TAGS, tag_rows)
             cur.execute(_SQLITE_BUCKETS, (top,))
+            add_sqlite_pairs(
+                cur, [by_key[(platform, key)][0] for _, platform, key in inserted], top)
     finally:
         cur.close()
     return len(inserted), len(tag_rows)
@@ -255,9 +263,11 @@ def _pg_batch_sql(packed: bool) -> str:
         " ON CONFLICT (platform, key) DO NOTHING"
         " RETURNING id, platform, key, created_at, compound"
         "), tagged AS ("
-        " SELECT ins.id, t.tag, ins.created_at, ins.compound"
-        f" FROM unnest({t}, {t}, {t}) AS t(platform, key, tag)"
+        " SELECT ins.id, t.tag, ins.created_at, ins.compound, t.n"
+        f" FROM unnest({t}, {t}, {t}) WITH ORDINALITY AS t(platform, key, tag, n)"
         " JOIN ins ON ins.platform = t.platform AND ins.key = t.key"
+        "), pairs_in AS ("
+        f" {pg_pairs_insert('tagged')}"
         "), tags_in AS ("
         " INSERT INTO post_tags (post_id, tag, created_at)"
         " SELECT id, tag, created_at FROM tagged"
@@ -418,6 +428,7 @@ def _write_portable(
                 for b in buckets
             ],
         )
+    add_pair_buckets(conn, pair_increments(post for _, post, _ in inserted))
     return len(inserted), len(tag_rows)
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "silences",
     "stream_health",
     "tag_buckets",
+    "tag_pair_buckets",
 ]
 
 BUCKET_SECONDS = 300  # the base bucket: 5 minutes
@@ -129,6 +130,24 @@ tag_buckets = Table(
     Column("neutral", Integer, nullable=False, default=0),
     Column("negative", Integer, nullable=False, default=0),
     Index("ix_tag_buckets_bucket_start", "bucket_start"),
+)
+
+# Posts carrying both tags of a pair, per 5-minute bucket: what the relate view's
+# co-occurrence share and with/without tone are computed from (tag_buckets gives
+# each tag's totals). Each unordered pair is stored once, tag_a < tag_b; only a
+# post's first MAX_PAIR_TAGS tags are paired (monitor.store.pairs).
+tag_pair_buckets = Table(
+    "tag_pair_buckets",
+    metadata,
+    Column("tag_a", String(200), primary_key=True),
+    Column("tag_b", String(200), primary_key=True),
+    Column("bucket_start", UTCDateTime(), primary_key=True),
+    Column("posts", Integer, nullable=False, default=0),
+    Column("scored", Integer, nullable=False, default=0),
+    Column("compound_sum", Float, nullable=False, default=0.0),
+    # SQLite: the rows live in the primary-key b-tree, so a pair's range is one
+    # sequential read and an upsert one b-tree update (no rowid table + index)
+    sqlite_with_rowid=False,
 )
 
 cursors = Table(
