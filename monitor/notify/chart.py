@@ -10,29 +10,18 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
+from monitor.sparkline import BARS
+from monitor.sparkline import sparkline as _sparkline
+
 __all__ = ["SPARK_CHARS", "render_chart", "sparkline"]
 
-SPARK_CHARS = "▁▂▃▄▅▆▇█"
+SPARK_CHARS = BARS
 
 
 def sparkline(values: Sequence[float], width: int = 72) -> str:
-    """Block characters scaled to the max; a longer series is cut into *width* chunks.
-
-    Each chunk shows its maximum, not its mean, so a one-hour spike stays a
-    full block however long the series.
-    """
-    if not values:
-        return ""
-    vals = list(values)
-    if len(vals) > width:
-        step = len(vals) / width
-        vals = [max(vals[int(i * step): max(int((i + 1) * step), int(i * step) + 1)])
-                for i in range(width)]
-    top = max(vals)
-    if top <= 0:
-        return SPARK_CHARS[0] * len(vals)
-    last = len(SPARK_CHARS) - 1
-    return "".join(SPARK_CHARS[min(last, round(v / top * last))] for v in vals)
+    """Posts per hour from zero to the top; each squeezed cell shows its maximum,
+    so a one-hour spike stays a full block however long the series."""
+    return _sparkline(values, width=width, reduce="max", low=0.0)
 
 
 def _days(ts: datetime) -> float:

@@ -26,7 +26,7 @@ def test_missing_values_are_blank_and_long_series_are_squeezed() -> None:
 
 def test_squeezed_means_are_weighted_by_scored_posts() -> None:
     # one cell holds a mean of +1 over 1 post and -1 over 3 posts: -0.5, not 0
-    line = sparkline([1.0, -1.0], width=1, weights=[1.0, 3.0], mean=True, low=-1.0, high=1.0)
+    line = sparkline([1.0, -1.0], width=1, weights=[1.0, 3.0], reduce="mean", low=-1.0, high=1.0)
     assert line == "▃"
 
 
