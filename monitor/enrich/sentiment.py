@@ -70,9 +70,19 @@ def _negation_check(valence: float, lower: list[str], start_i: int, i: int) -> f
     return valence
 
 
+# Every word of a multi-word idiom or booster: an n-gram of words none of which
+# is here cannot be one, so most checks end before building any n-gram string.
+_IDIOM_WORDS = frozenset(
+    word for key in (*SPECIAL_CASES, *BOOSTER_DICT) if " " in key for word in key.split()
+)
+
+
 def _special_idioms_check(valence: float, lower: list[str], i: int) -> float:
     """``SentimentIntensityAnalyzer._special_idioms_check`` on pre-lower-cased words."""
     w3, w2, w1, w0 = lower[i - 3], lower[i - 2], lower[i - 1], lower[i]
+    if (w0 not in _IDIOM_WORDS and w1 not in _IDIOM_WORDS and w2 not in _IDIOM_WORDS
+            and w3 not in _IDIOM_WORDS):
+        return valence  # every n-gram below holds one of these words
     onezero = f"{w1} {w0}"
     twoonezero = f"{w2} {w1} {w0}"
     twoone = f"{w2} {w1}"
@@ -177,7 +187,9 @@ class FastAnalyzer(SentimentIntensityAnalyzer):  # type: ignore[misc]
                 valence -= C_INCR
         for start_i in range(0, 3):
             if i > start_i and lower[i - (start_i + 1)] not in lexicon:
-                s = scalar_inc_dec(words[i - (start_i + 1)], valence, is_cap_diff)
+                # scalar_inc_dec is 0.0 for a word that is not a booster: skip the call
+                s = (scalar_inc_dec(words[i - (start_i + 1)], valence, is_cap_diff)
+                     if lower[i - (start_i + 1)] in BOOSTER_DICT else 0.0)
                 if start_i == 1 and s != 0:
                     s = s * 0.95
                 if start_i == 2 and s != 0:

@@ -33,6 +33,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
+    # 32 MiB of page cache instead of 2: a batch upserts rows spread over the bucket
+    # and pair rollups and their indexes, and re-reading those pages from the OS
+    # every batch cost ~3 µs/post in write_batch. Memory only, no durability change.
+    cursor.execute("PRAGMA cache_size=-32768")
     cursor.close()
 
 

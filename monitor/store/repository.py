@@ -174,21 +174,24 @@ _SQLITE_TAGS = "INSERT INTO post_tags (post_id, tag, created_at) VALUES (?, ?, ?
 if BUCKET_SECONDS % 60 or 3600 % BUCKET_SECONDS:  # the SQL below floors minutes in the hour
     raise RuntimeError(f"BUCKET_SECONDS={BUCKET_SECONDS} must be whole minutes dividing an hour")
 _BUCKET_MINUTES = BUCKET_SECONDS // 60
-# The batch's bucket increments, aggregated by SQLite from the rows just inserted.
-# The bucket text comes from the stored 'YYYY-MM-DD HH:MM:SS.ffffff' by string
-# work (hour prefix, minute floored): cheaper than strftime, the same text.
+# The batch's bucket increments, one upsert per stored (post, tag) row, straight
+# from the rows just inserted. No GROUP BY: SQLite applies ON CONFLICT row by row
+# (a bucket met twice in the batch is inserted, then incremented), and sorting
+# ~1,000 rows through a temporary B-tree per batch cost more than the upserts
+# (~3 µs/post). The bucket text comes from the stored 'YYYY-MM-DD HH:MM:SS.ffffff'
+# by string work (hour prefix, minute floored): cheaper than strftime, the same text.
 _SQLITE_BUCKETS = (
     f"INSERT INTO tag_buckets ({_BUCKET_COLUMNS}) "
     "SELECT t.tag, substr(t.created_at, 1, 14) || printf('%02d:00.000000', "
     f"CAST(substr(t.created_at, 15, 2) AS INTEGER) / {_BUCKET_MINUTES} * {_BUCKET_MINUTES}), "
-    "count(*), count(p.compound), coalesce(sum(p.compound), 0.0), "
-    "coalesce(sum(p.compound * p.compound), 0.0), "
-    f"count(CASE WHEN p.compound >= {POSITIVE_AT!r} THEN 1 END), "
-    f"count(CASE WHEN p.compound < {POSITIVE_AT!r} AND p.compound > {NEGATIVE_AT!r} THEN 1 END), "
-    f"count(CASE WHEN p.compound <= {NEGATIVE_AT!r} THEN 1 END) "
+    "1, p.compound IS NOT NULL, coalesce(p.compound, 0.0), "
+    "coalesce(p.compound * p.compound, 0.0), "
+    f"coalesce(p.compound >= {POSITIVE_AT!r}, 0), "
+    f"coalesce(p.compound < {POSITIVE_AT!r} AND p.compound > {NEGATIVE_AT!r}, 0), "
+    f"coalesce(p.compound <= {NEGATIVE_AT!r}, 0) "
     # CROSS JOIN fixes the join order: this batch's posts by id range, then their tags
     "FROM posts AS p CROSS JOIN post_tags AS t ON t.post_id = p.id WHERE p.id > ? "
-    "GROUP BY 1, 2 " + _BUCKET_UPDATE
+    + _BUCKET_UPDATE
 )
 
 
