@@ -155,8 +155,8 @@ def import_command(
     config: ConfigOption = None,
 ) -> None:
     """Import historical posts; resumable, malformed lines reported as FILE:LINE: reason."""
-    from monitor.config import normalise_tag
     from monitor.importer import import_file
+    from monitor.tags import normalise_tag
 
     cfg = get_config(config)
     if preset not in PRESETS:

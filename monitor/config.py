@@ -28,6 +28,7 @@ from monitor.detect.settings import RuleConfig
 from monitor.errors import ConfigError
 from monitor.notify.settings import NotifySettings
 from monitor.sources.settings import HttpSettings, SourceConfig
+from monitor.tags import normalise_tag
 from monitor.web.settings import WebSettings
 
 __all__ = [
@@ -46,26 +47,6 @@ ENV_PREFIX = "MONITOR_"
 # pydantic puts them in error locations, where they are not keys the user wrote
 _UNION_TAGS = {"mastodon", "bluesky_search", "jetstream", "spike", "sentiment_shift",
                "emerging_cotag", "flatline", "function-after", "function-before"}
-
-
-def normalise_tag(raw: str) -> str:
-    """NFKC, casefold, strip '#' and trailing punctuation: '#MeToo.' → 'metoo'."""
-    tag = unicodedata.normalize("NFKC", raw).strip().lstrip("#＃")
-    # casefold can undo NFKC ('ß́' → 'ss' + U+0301, which NFKC composes to 'sś'):
-    # repeat both until stable so normalise_tag(normalise_tag(x)) == normalise_tag(x)
-    for _ in range(4):
-        folded = unicodedata.normalize("NFKC", tag.casefold())
-        if folded == tag:
-            break
-        tag = folded
-    # keep letters, digits, marks and '_' (Unicode-aware); cut at the first other char
-    out = []
-    for ch in tag:
-        if ch == "_" or unicodedata.category(ch)[0] in ("L", "N", "M"):
-            out.append(ch)
-        else:
-            break
-    return "".join(out)
 
 
 class _Strict(BaseModel):

@@ -39,12 +39,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from monitor.backoff import Backoff
 from monitor.config import Config
 from monitor.enrich.pipeline import Enricher
 from monitor.errors import MonitorError
 from monitor.metrics import observe_write
 from monitor.models import Batch, Post, ScoredPost, StreamKey
-from monitor.sources.base import Backoff, HttpClient, PolledSource, StreamingSource, format_wait
+from monitor.sources.base import HttpClient, PolledSource, StreamingSource, format_wait
 from monitor.sources.registry import build_sources
 from monitor.store.db import redact_url
 from monitor.store.repository import WriteResult, load_cursor, record_failure, write_batch
@@ -314,7 +315,7 @@ class Service:
     async def _supervise(self, name: str, factory: Callable[[], Awaitable[None]],
                          streams: Sequence[StreamKey]) -> None:
         """Keep *factory()* running; failures go to the log and the streams' health."""
-        backoff = Backoff.from_settings(self.config.http)
+        backoff = Backoff.between(self.config.http.backoff_base, self.config.http.backoff_max)
         while not self._stopping:
             started = time.monotonic()
             try:

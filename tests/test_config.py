@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import load_config, normalise_tag
+from monitor.config import load_config
 from monitor.errors import ConfigError
+from monitor.tags import normalise_tag
 
 REPO = Path(__file__).resolve().parent.parent
 

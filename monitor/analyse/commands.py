@@ -25,8 +25,8 @@ from monitor.cli import (
     get_config,
     open_store,
 )
-from monitor.config import normalise_tag
 from monitor.errors import InputError, MonitorError
+from monitor.tags import normalise_tag
 
 __all__ = ["register"]
 

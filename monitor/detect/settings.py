@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from monitor.durations import Duration
+from monitor.tags import normalise_tags
 
 __all__ = [
     "EmergingCotagRule",
@@ -42,13 +43,7 @@ class _RuleBase(BaseModel):
     @field_validator("tags")
     @classmethod
     def _normalise(cls, values: list[str]) -> list[str]:
-        from monitor.config import normalise_tag
-
-        out = [normalise_tag(v) for v in values]
-        for raw, tag in zip(values, out, strict=True):
-            if not tag:
-                raise ValueError(f"expected a tag of letters, digits or '_', got {raw!r}")
-        return out
+        return normalise_tags(values)
 
 
 class SpikeRule(_RuleBase):

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, select, update
 
 from monitor.errors import InputError
 from monitor.store.schema import silences
+from monitor.tags import normalise_tag
 
 __all__ = [
     "Silence",
@@ -45,8 +46,6 @@ class Silence:
 
 def parse_matchers(items: Sequence[str]) -> dict[str, str]:
     """``["rule=spike", "tag=#MeToo"]`` → ``{"rule": "spike", "tag": "metoo"}``."""
-    from monitor.config import normalise_tag
-
     out: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")

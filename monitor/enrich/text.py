@@ -10,7 +10,7 @@ markup-looking in the result (``<script>`` typed by a user and sent as
 the start of the text or a character that is not a word character, ``/`` or
 ``)``; URLs and HTML entities (``&#39;``) never yield tags; a tag needs at
 least one letter (``#1`` is a rank, not a tag). Tags are normalised with
-:func:`monitor.config.normalise_tag`, which cuts at the first character that
+:func:`monitor.tags.normalise_tag`, which cuts at the first character that
 is not a letter, digit, mark or ``_``: ``#MeToo.`` and ``#MeToo's`` are both
 ``metoo``, as Mastodon links them.
 """
@@ -24,7 +24,7 @@ from functools import lru_cache
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
-from monitor.config import normalise_tag as _normalise_uncached
+from monitor.tags import normalise_tag
 
 __all__ = [
     "extract_hashtags",
@@ -57,11 +57,6 @@ _SPACE_RUN = re.compile(r"[\t\n\r\f\v][ \t\n\r\f\v]*| [ \t\n\r\f\v]+")
 _TAG_CANDIDATE = re.compile(r"(?<![\w/)&#＃])[#＃]([^\s#＃]+)")
 # what separates a link from the text around it
 _SPACES = (" ", "\n", "\t", "\r", "\u00a0", "\u3000")
-
-
-# The same few tags recur in nearly every post of a followed stream, and
-# normalising walks every character through unicodedata; remember the answers.
-normalise_tag = lru_cache(maxsize=16384)(_normalise_uncached)
 
 
 def normalise_whitespace(text: str) -> str:
@@ -176,7 +171,7 @@ def _inside_link(text: str, at: int) -> bool:
 @lru_cache(maxsize=16384)
 def _tag_in_text(candidate: str) -> str:
     """The tag a '#candidate' in text stands for, or '' (a tag needs a letter: '#1' is not one)."""
-    tag = _normalise_uncached(candidate)
+    tag = normalise_tag(candidate)
     return tag if any(ch.isalpha() for ch in tag) else ""
 
 

@@ -22,7 +22,7 @@ import aiosmtplib
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from sqlalchemy import Engine
 
-from monitor.config import Config, normalise_tag
+from monitor.config import Config
 from monitor.errors import NotifyError
 from monitor.notify.base import Event, Notification, Notifier
 from monitor.notify.chart import render_chart, sparkline
@@ -34,6 +34,7 @@ from monitor.notify.context import (
     window_stats,
 )
 from monitor.notify.settings import Recipient
+from monitor.tags import normalise_tag
 
 __all__ = ["EmailNotifier", "compose", "message_id", "subject_for"]
 

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from monitor.durations import Duration
+from monitor.tags import normalise_tag
 
 __all__ = [
     "DigestSettings",
@@ -72,8 +73,6 @@ class Recipient(_Strict):
     @field_validator("tags")
     @classmethod
     def _tags(cls, values: list[str]) -> list[str]:
-        from monitor.config import normalise_tag  # config imports this module
-
         return [normalise_tag(v) for v in values]
 
 

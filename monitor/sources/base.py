@@ -36,12 +36,12 @@ from urllib.parse import urlsplit
 import httpx
 
 from monitor import __version__
+from monitor.backoff import Backoff
 from monitor.errors import RateLimited, SourceError
 from monitor.models import Batch, Cursor, StreamKey
 from monitor.sources.settings import HttpSettings
 
 __all__ = [
-    "Backoff",
     "HttpClient",
     "HttpStatusError",
     "JsonResponse",
@@ -102,55 +102,6 @@ class StreamingSource(Protocol):
     async def run(self, cursor: Cursor | None, sink: Callable[[Batch], Awaitable[None]]) -> None:
         """Consume until cancelled; reconnect with backoff; ``await sink(batch)`` for each batch."""
         ...
-
-
-# ---------------------------------------------------------------------------- backoff
-
-
-class Backoff:
-    """Exponential backoff with "equal" jitter, reset after a success.
-
-    ``next_delay()`` returns seconds in ``[c/2, c]`` with ``c = min(cap, base * 2**attempt)``.
-    The random half keeps many streams that failed together from retrying in
-    step; the fixed half makes the waits really grow, so a host that is down
-    for long is not hammered (and the log not flooded) by near-zero delays.
-    """
-
-    def __init__(self, base: float, cap: float, *, rng: random.Random | None = None) -> None:
-        if base <= 0 or cap <= 0:
-            raise ValueError(f"backoff base and cap must be positive, got {base!r}, {cap!r}")
-        self.base = base
-        self.cap = cap
-        self.attempt = 0
-        self._rng = rng or random.Random()
-
-    @classmethod
-    def from_settings(cls, settings: HttpSettings, *, rng: random.Random | None = None) -> Backoff:
-        return cls(
-            settings.backoff_base.total_seconds() or 0.001,
-            settings.backoff_max.total_seconds() or 0.001,
-            rng=rng,
-        )
-
-    def ceiling(self) -> float:
-        """The upper bound of the next delay (before jitter)."""
-        return float(min(self.cap, self.base * (2 ** min(self.attempt, 62))))
-
-    def next_delay(self) -> float:
-        """The next wait in seconds; each call doubles the ceiling up to ``cap``."""
-        ceiling = self.ceiling()
-        delay = self._rng.uniform(ceiling / 2, ceiling)
-        self.attempt += 1
-        return delay
-
-    async def sleep(self) -> float:
-        """Sleep for ``next_delay()`` seconds and return it."""
-        delay = self.next_delay()
-        await asyncio.sleep(delay)
-        return delay
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -446,7 +397,9 @@ class HttpClient:
         label = f"{host} {stream}".rstrip() if stream and host not in stream else (stream or host)
         budget = self.budget(host)
         retries = self.settings.max_retries if max_retries is None else max_retries
-        backoff = Backoff.from_settings(self.settings, rng=self._rng)
+        backoff = Backoff.between(
+            self.settings.backoff_base, self.settings.backoff_max, rng=self._rng
+        )
         max_wait = self.settings.backoff_max.total_seconds()
         attempt = 0
         while True:

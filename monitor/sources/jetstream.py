@@ -5,7 +5,7 @@ collections asked for: about every new post on Bluesky. We keep a post when
 one of its hashtags is followed, looking in this order at the facet tags
 (``app.bsky.richtext.facet#tag``), ``record.tags``, and the hashtags found in
 the text (the same rule the enrichment stage uses), all compared after
-:func:`monitor.config.normalise_tag`.
+:func:`monitor.tags.normalise_tag`.
 
 Cursor: the ``time_us`` of the last event seen (unix microseconds), saved with
 each batch. A restart or a reconnect asks for ``cursor - rewind`` so nothing
@@ -34,12 +34,14 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from monitor import __version__
-from monitor.config import Config, normalise_tag
+from monitor.backoff import Backoff
+from monitor.config import Config
 from monitor.enrich.text import extract_hashtags
 from monitor.errors import SourceError
 from monitor.models import Batch, Cursor, Post, StreamKey
-from monitor.sources.base import Backoff, describe_transport_error, format_wait, host_of
+from monitor.sources.base import describe_transport_error, format_wait, host_of
 from monitor.sources.settings import JetstreamSource
+from monitor.tags import normalise_tag
 
 __all__ = ["POST_COLLECTION", "JetstreamCollector", "parse_event"]
 
@@ -287,7 +289,7 @@ class JetstreamCollector:
                             "replayed from the saved cursor", cause)
 
     async def _connect_loop(self, sink: Callable[[Batch], Awaitable[None]]) -> None:
-        backoff = Backoff.from_settings(self.config.http)
+        backoff = Backoff.between(self.config.http.backoff_base, self.config.http.backoff_max)
         failures = 0
         while True:
             url = self.cfg.hosts[self._host_index]

@@ -27,11 +27,11 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from monitor.backoff import Backoff
 from monitor.config import Config
 from monitor.errors import SourceError
 from monitor.models import Batch, Cursor, Post, StreamKey, utc
 from monitor.sources.base import (
-    Backoff,
     HttpClient,
     HttpStatusError,
     JsonResponse,
@@ -381,7 +381,7 @@ class MastodonLiveCollector:
 
     async def _follow(self, stream: StreamKey, sink: Callable[[Batch], Awaitable[None]]) -> None:
         label = MastodonCollector._label(stream)
-        backoff = Backoff.from_settings(self.http.settings)
+        backoff = Backoff.between(self.http.settings.backoff_base, self.http.settings.backoff_max)
         while True:
             started = time.monotonic()
             try:

@@ -45,11 +45,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from monitor.analyse.relate import describe_lag, relate, relation_dict
 from monitor.analyse.timerange import auto_step, parse_range, parse_step
-from monitor.config import Config, normalise_tag
+from monitor.config import Config
 from monitor.errors import InputError, MonitorError
 from monitor.metrics import build_registry
 from monitor.store.queries import cotags, series, top_tags
 from monitor.store.schema import alerts, post_tags, posts, stream_health
+from monitor.tags import normalise_tag
 
 __all__ = ["create_app"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.config import normalise_tag
 from monitor.enrich.text import extract_hashtags, html_to_text, merge_tags
+from monitor.tags import normalise_tag
 
 # The example status of sources.md, verbatim
 MASTODON_CONTENT = (

@@ -13,8 +13,9 @@ from datetime import timedelta
 import pytest
 
 from monitor import __version__
+from monitor.backoff import Backoff
 from monitor.errors import RateLimited, SourceError
-from monitor.sources.base import Backoff, HttpClient, HttpStatusError, format_wait
+from monitor.sources.base import HttpClient, HttpStatusError, format_wait
 from tests.fakes.bluesky import BlueskyFake
 from tests.fakes.mastodon import MastodonFake
 from tests.sources.conftest import FAST
