@@ -7,10 +7,11 @@ CONFIG ?= config.yaml
 
 .PHONY: install run test test-long lint typecheck bench fakes clean
 
-$(STAMP): pyproject.toml
+# every extra (charts, parquet) as well as the dev tools: `make run` and `make test` use them all
+$(STAMP): pyproject.toml setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,charts,parquet]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -35,12 +36,13 @@ test-long: install
 	$(BIN)/pytest -q -p no:cacheprovider -m long
 
 ## benchmarks print figures; the last line of each is a JSON object
+## (run as modules from the repository root: collect.py uses the fakes in tests/)
 bench: install
-	$(BIN)/python benchmarks/ingest.py
-	$(BIN)/python benchmarks/sentiment_groundtruth.py
-	$(BIN)/python benchmarks/collect.py
-	$(BIN)/python benchmarks/nab.py --data ../shared/data/nab_realtweets
-	$(BIN)/python benchmarks/query.py
+	$(BIN)/python -m benchmarks.ingest
+	$(BIN)/python -m benchmarks.sentiment_groundtruth
+	$(BIN)/python -m benchmarks.collect
+	$(BIN)/python -m benchmarks.nab --data ../shared/data/nab_realtweets
+	$(BIN)/python -m benchmarks.query
 
 ## fake Mastodon, Bluesky and Jetstream servers on 127.0.0.1, for trying `make run` offline
 fakes: install

@@ -39,7 +39,7 @@ import httpx
 
 from monitor.config import Config
 from monitor.models import Cursor, StreamKey
-from monitor.sources.base import HttpClient
+from monitor.sources.http import HttpClient
 from monitor.sources.mastodon import MastodonCollector
 from monitor.sources.settings import HttpSettings, MastodonSource
 from tests.fakes.data import World
@@ -161,11 +161,13 @@ async def _consume(url: str, last_time_us: int) -> tuple[float, float, int]:
     frame's cursor; the sink only counts, so this is the consumer alone."""
     from monitor.models import Batch
     from monitor.sources.jetstream import JetstreamCollector
+    from monitor.sources.ratelimit import HostBudgets
     from monitor.sources.settings import JetstreamSource
 
     cfg = JetstreamSource(type="jetstream", hosts=[url], batch_size=500,
                           batch_interval=timedelta(milliseconds=100))
-    collector = JetstreamCollector(cfg, Config())
+    config = Config()
+    collector = JetstreamCollector(cfg, config, HostBudgets(config.http))
     kept = 0
     done = asyncio.Event()
 

@@ -1,5 +1,5 @@
 """``python -m monitor`` is the ``monitor`` command."""
 
-from monitor.cli import main
+from monitor.commands import main
 
 main()

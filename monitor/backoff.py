@@ -37,9 +37,10 @@ class Backoff:
         """From config durations (a zero duration becomes one millisecond)."""
         return cls(base.total_seconds() or 0.001, cap.total_seconds() or 0.001, rng=rng)
 
-    def ceiling(self) -> float:
-        """The upper bound of the next delay (before jitter)."""
-        return float(min(self.cap, self.base * (2 ** min(self.attempt, 62))))
+    def ceiling(self, attempt: int | None = None) -> float:
+        """The upper bound of the next delay (or of delay number *attempt*, from 0)."""
+        step = self.attempt if attempt is None else max(attempt, 0)
+        return float(min(self.cap, self.base * (2 ** min(step, 62))))
 
     def next_delay(self) -> float:
         """The next wait in seconds; each call doubles the ceiling up to ``cap``."""
@@ -47,6 +48,15 @@ class Backoff:
         delay = self._rng.uniform(ceiling / 2, ceiling)
         self.attempt += 1
         return delay
+
+    def delay_after(self, failures: int) -> float:
+        """The wait after the *failures*-th failure in a row, leaving ``attempt`` alone.
+
+        For callers that keep the count themselves: the notification outbox
+        stores it in ``deliveries.attempts``, so it survives a restart.
+        """
+        ceiling = self.ceiling(failures - 1)
+        return self._rng.uniform(ceiling / 2, ceiling)
 
     async def sleep(self) -> float:
         """Sleep for ``next_delay()`` seconds and return it."""

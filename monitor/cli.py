@@ -2,30 +2,38 @@
 
 Every command takes ``--config FILE``; user mistakes become one line on stderr
 and a non-zero exit status (2 for bad configuration or arguments), never a
-traceback.
+traceback. That translation lives in one place, :func:`user_errors`, which every
+command (here and in the command modules) is wrapped in.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar, overload
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from sqlalchemy import Engine
 
 from monitor.config import Config, load_config
 from monitor.errors import ConfigError, InputError, MonitorError
 from monitor.sources.files import PRESETS, parse_mapping
-from monitor.store.db import make_engine, migrate
+from monitor.store.db import check_schema, make_engine, migrate
 
-__all__ = ["ConfigOption", "OutputFormat", "app", "emit_rows", "fail", "main", "open_store"]
+__all__ = ["ConfigOption", "OutputFormat", "app", "emit_rows", "exit_code", "fail",
+           "open_store", "run", "user_errors"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 app = typer.Typer(
     name="monitor",
@@ -51,22 +59,65 @@ class OutputFormat(StrEnum):
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print one line to stderr and exit."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # escaped: messages carry user text and brackets such as 'hashtag-monitor[parquet]'
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
+def exit_code(exc: MonitorError) -> int:
+    """2 for bad configuration or arguments, 1 for everything else."""
+    return 2 if isinstance(exc, ConfigError | InputError) else 1
+
+
+@overload
+def user_errors(command: Callable[P, R], /) -> Callable[P, R]: ...
+@overload
+def user_errors(*, input_code: int = 2) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+def user_errors(
+    command: Callable[P, R] | None = None, /, *, input_code: int = 2
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+    """Wrap a command so a MonitorError it raises is one line on stderr and an exit status.
+
+    ``input_code`` overrides the status of an InputError for a command where it
+    names a missing record rather than a malformed argument.
+    """
+
+    def wrap(fn: Callable[P, R]) -> Callable[P, R]:
+        # functools.wraps keeps the signature and annotations Typer builds the options from
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return fn(*args, **kwargs)
+            except MonitorError as exc:
+                fail(str(exc), input_code if isinstance(exc, InputError) else exit_code(exc))
+
+        return wrapper
+
+    return wrap if command is None else wrap(command)
+
+
 def get_config(path: Path | None) -> Config:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        fail(str(exc), 2)
+    """The configuration (a ConfigError reaches the command's user_errors: exit 2)."""
+    return load_config(path)
 
 
-def open_store(config: Config, *, upgrade: bool = True) -> Any:
-    """An engine on the configured database, migrated to the latest schema."""
+def open_store(config: Config, *, migrate_schema: bool = False) -> Engine:
+    """An engine on the configured database.
+
+    Only the commands that set a database up (``init-db``, ``import``, ``run``)
+    pass ``migrate_schema=True``. Every other command only checks the schema
+    revision, so a read never changes the schema: when the database is behind it
+    gets one line saying to run ``monitor init-db``.
+    """
     engine = make_engine(config.database.url, echo=config.database.echo)
-    if upgrade:
-        migrate(engine)
+    try:
+        if migrate_schema:
+            migrate(engine)
+        else:
+            check_schema(engine)
+    except BaseException:
+        engine.dispose()
+        raise
     return engine
 
 
@@ -111,6 +162,7 @@ def _cell(value: Any) -> str:
 
 
 @app.command("check-config")
+@user_errors
 def check_config(
     file: Annotated[Path | None, typer.Argument(help="config file to check")] = None,
     config: ConfigOption = None,
@@ -128,17 +180,15 @@ def check_config(
 
 
 @app.command("init-db")
+@user_errors
 def init_db(config: ConfigOption = None) -> None:
     """Create or upgrade the database schema (alembic upgrade heads)."""
-    cfg = get_config(config)
-    try:
-        open_store(cfg)
-    except MonitorError as exc:
-        fail(str(exc))
+    open_store(get_config(config), migrate_schema=True).dispose()
     console.print("database is at the latest schema", highlight=False)
 
 
 @app.command("import")
+@user_errors
 def import_command(
     file: Annotated[Path, typer.Argument(help="JSONL or CSV file (optionally .gz)")],
     platform: Annotated[str, typer.Option("--platform", "-p", help="platform name, e.g. twitter")],
@@ -163,9 +213,9 @@ def import_command(
         fail(f"--preset: expected one of {', '.join(sorted(PRESETS))}, got {preset!r}", 2)
     if not file.is_file():
         fail(f"{file}: file not found", 2)
+    mapping = {**PRESETS[preset], **parse_mapping(map_ or [])}
+    engine = open_store(cfg, migrate_schema=True)
     try:
-        mapping = {**PRESETS[preset], **parse_mapping(map_ or [])}
-        engine = open_store(cfg)
         summary = import_file(
             engine,
             cfg,
@@ -177,8 +227,8 @@ def import_command(
                 str(r), highlight=False, markup=False, soft_wrap=True
             ),
         )
-    except MonitorError as exc:
-        fail(str(exc), 2 if isinstance(exc, InputError) else 1)
+    finally:
+        engine.dispose()
     resumed = f" (resumed after line {summary.skipped_lines})" if summary.skipped_lines else ""
     console.print(
         f"{file}: {summary.stored} stored, {summary.duplicates} duplicates, "
@@ -187,28 +237,21 @@ def import_command(
     )
 
 
-# Command modules of later stages register themselves here (each defines register(app)).
-_COMMAND_MODULES: tuple[str, ...] = (
-    "monitor.analyse.commands",
-    "monitor.status",
-    "monitor.notify.commands",
-    "monitor.detect.commands",
-)
+def run(
+    argv: Sequence[str] | None = None, *, setup: Callable[[typer.Typer], None] | None = None
+) -> None:
+    """Run the ``monitor`` command; *setup* first adds the command sets to the app.
 
-
-def _register_all() -> None:
-    import importlib
-
-    for name in _COMMAND_MODULES:
-        importlib.import_module(name).register(app)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of the ``monitor`` console script."""
-    _register_all()
+    The console script is :func:`monitor.commands.main`, which passes the
+    registered command sets: the command modules import this one, so it cannot
+    import them.
+    """
     try:
+        if setup is not None:
+            setup(app)
         app(args=list(argv) if argv is not None else None, standalone_mode=True)
     except MonitorError as exc:
-        # raised outside a command's own handling: still one line, no traceback
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2 if isinstance(exc, ConfigError) else 1)
+        # raised outside any command (e.g. while registering): still one line, no traceback
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
+                          soft_wrap=True)
+        sys.exit(exit_code(exc))

@@ -9,6 +9,11 @@ Environment overrides: ``MONITOR_`` followed by the key path in upper case with
 ``_`` between levels, e.g. ``MONITOR_DATABASE_URL`` → ``database.url``,
 ``MONITOR_PRIVACY_STORE_TEXT`` → ``privacy.store_text``. Lists take a comma
 list or JSON (``MONITOR_HASHTAGS=metoo,notallmen``; ``MONITOR_SOURCES='[...]'``).
+
+The ``sources:`` and ``rules:`` lists accept exactly the source types and rule
+kinds registered in :data:`monitor.sources.registry.SOURCES` and
+:data:`monitor.detect.registry.RULES` (built-ins and installed plugins); any
+other ``type:`` / ``kind:`` is a ConfigError listing the known ones.
 """
 
 from __future__ import annotations
@@ -19,15 +24,18 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from monitor.detect.settings import RuleConfig
+from monitor.detect.registry import RULES
+from monitor.detect.settings import RuleSettings
 from monitor.errors import ConfigError
 from monitor.notify.settings import NotifySettings
-from monitor.sources.settings import HttpSettings, SourceConfig
+from monitor.registry import KindUnion, Registry
+from monitor.sources.registry import SOURCES
+from monitor.sources.settings import HttpSettings, SourceSettings
 from monitor.tags import normalise_tag
 from monitor.web.settings import WebSettings
 
@@ -43,10 +51,11 @@ __all__ = [
 
 DEFAULT_CONFIG_FILE = "config.yaml"
 ENV_PREFIX = "MONITOR_"
-# discriminator values of tagged unions (sources by type, rules by kind);
-# pydantic puts them in error locations, where they are not keys the user wrote
-_UNION_TAGS = {"mastodon", "bluesky_search", "jetstream", "spike", "sentiment_shift",
-               "emerging_cotag", "flatline", "function-after", "function-before"}
+# the config lists whose items are tagged unions of a registry's settings models
+_KIND_LISTS: dict[str, Registry[Any]] = {"sources": SOURCES, "rules": RULES}
+# a type checker sees the base class; pydantic validates every registered model
+SourceField = Annotated[SourceSettings, KindUnion(SOURCES.entries, "type")]
+RuleField = Annotated[RuleSettings, KindUnion(RULES.entries, "kind")]
 
 
 class _Strict(BaseModel):
@@ -91,6 +100,10 @@ class LoggingSettings(_Strict):
 class Config(_Strict):
     """The whole configuration; see config.yaml for a commented example."""
 
+    # built on first use, so a plugin registering a kind (entry points load then)
+    # may itself import this module
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
     database: DatabaseSettings = DatabaseSettings()
     hashtags: list[str] = Field(
         default_factory=lambda: ["metoo", "howiwillchange", "notallmen", "ididit"], min_length=1
@@ -99,14 +112,14 @@ class Config(_Strict):
     sentiment: SentimentSettings = SentimentSettings()
     logging: LoggingSettings = LoggingSettings()
     http: HttpSettings = HttpSettings()
-    sources: list[SourceConfig] = Field(default_factory=list)
+    sources: list[SourceField] = Field(default_factory=list)
     web: WebSettings = WebSettings()
     notify: NotifySettings = NotifySettings()
-    rules: list[RuleConfig] = Field(default_factory=list)
+    rules: list[RuleField] = Field(default_factory=list)
 
     @field_validator("rules")
     @classmethod
-    def _unique_rule_names(cls, values: list[RuleConfig]) -> list[RuleConfig]:
+    def _unique_rule_names(cls, values: list[RuleSettings]) -> list[RuleSettings]:
         seen: set[str] = set()
         for rule in values:
             if rule.name in seen:
@@ -134,6 +147,15 @@ class Config(_Strict):
         if override:
             return [normalise_tag(t) for t in override]
         return list(self.hashtags)
+
+
+def _rebuild_config() -> None:
+    # a kind registered after the first Config was built joins the unions now
+    Config.model_rebuild(force=True)
+
+
+SOURCES.on_change(_rebuild_config)
+RULES.on_change(_rebuild_config)
 
 
 # ---------------------------------------------------------------------------- loading
@@ -214,12 +236,20 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> list[str]:
 
 
 def _user_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
-    """Drop pydantic's union/discriminator steps, which are not keys the user wrote."""
-    return tuple(
-        part
-        for part in loc
-        if not (isinstance(part, str) and (part in _UNION_TAGS or "[" in part or "-" in part))
-    )
+    """Drop pydantic's union/discriminator steps, which are not keys the user wrote.
+
+    In ``("sources", 0, "mastodon", "interval")`` the third step is the source
+    type pydantic chose, not a key; validator steps look like ``function-after[…]``.
+    """
+    out: list[int | str] = []
+    for i, part in enumerate(loc):
+        if isinstance(part, str) and ("[" in part or "-" in part):
+            continue
+        if (i == 2 and loc[0] in _KIND_LISTS and isinstance(loc[1], int)
+                and part in _KIND_LISTS[str(loc[0])]):
+            continue
+        out.append(part)
+    return tuple(out)
 
 
 def _loc_to_path(loc: tuple[int | str, ...]) -> str:
@@ -264,9 +294,7 @@ def _describe(error: Mapping[str, Any]) -> str:
     if kind == "missing":
         return "required key is missing"
     if kind in ("union_tag_invalid", "union_tag_not_found"):
-        expected = error.get("ctx", {}).get("expected_tags", "")
-        tag = error.get("ctx", {}).get("tag")
-        return f"expected one of {expected}, got {tag!r}"
+        return _unknown_kind(error)
     msg = msg.replace("Input should be", "expected").replace("input should be", "expected")
     if kind == "string_type":
         msg = "expected a string"
@@ -277,6 +305,20 @@ def _describe(error: Mapping[str, Any]) -> str:
     if isinstance(got, dict | list):
         return msg
     return f"{msg}, got {got!r}"
+
+
+def _unknown_kind(error: Mapping[str, Any]) -> str:
+    """``expected one of 'a', 'b', got 'c'`` for a ``type:`` / ``kind:`` nobody registered."""
+    ctx = error.get("ctx", {})
+    loc = error.get("loc", ())
+    registry = _KIND_LISTS.get(str(loc[0])) if loc else None
+    known = ", ".join(repr(n) for n in registry.names()) if registry else ""
+    expected = known or ctx.get("expected_tags", "")
+    if error.get("type") == "union_tag_not_found":
+        return f"required key is missing; expected one of {expected}"
+    tag = ctx.get("tag")
+    note = registry.failure_note(str(tag)) if registry else ""
+    return f"expected one of {expected}, got {tag!r}{note}"
 
 
 def parse_config(

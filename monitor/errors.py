@@ -6,7 +6,8 @@
     ├── SourceError      a collector could not fetch (network, HTTP status, payload)
     │   └── RateLimited  the platform asked us to wait
     ├── StoreError       the database refused or is unreachable
-    └── NotifyError      a notifier could not deliver
+    ├── NotifyError      a notifier could not deliver
+    └── MissingExtra     an optional feature's package (an extra) is not installed
 
 Messages are one line and name where the problem is, so the CLI prints them as
 they are and exits non-zero without a traceback.
@@ -17,6 +18,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "InputError",
+    "MissingExtra",
     "MonitorError",
     "NotifyError",
     "RateLimited",
@@ -72,3 +74,12 @@ class StoreError(MonitorError):
 
 class NotifyError(MonitorError):
     """A notifier could not deliver; the outbox keeps the row and retries."""
+
+
+class MissingExtra(MonitorError):
+    """An optional feature's package is missing; ``str()`` says which extra installs it."""
+
+    def __init__(self, feature: str, package: str, extra: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(f"{feature} needs {package}: pip install 'hashtag-monitor[{extra}]'")

@@ -23,7 +23,7 @@ from monitor.config import Config
 from monitor.enrich.pipeline import Enricher
 from monitor.models import Cursor, Post
 from monitor.sources.files import Rejected, read_posts
-from monitor.store.repository import load_cursor, write_batch
+from monitor.store.write import load_cursor, write_batch
 
 __all__ = ["ImportSummary", "import_file"]
 

@@ -28,10 +28,12 @@ from contextlib import contextmanager
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.store.schema import alerts, outbox, stream_health
+from monitor.store.alerts import firing_counts
+from monitor.store.health import read_status
+from monitor.store.outbox import outbox_depth
 
 __all__ = ["BUCKET_WRITE_SECONDS", "StoreCollector", "build_registry", "observe_write"]
 
@@ -80,24 +82,18 @@ class StoreCollector(Collector):
                                    labels=["rule"])
         up = GaugeMetricFamily("monitor_store_up", "1 if the database answered this scrape")
         try:
-            with self._engine.connect() as conn:
-                for row in conn.execute(select(stream_health)):
+            with self._engine.connect() as conn:  # one connection per scrape
+                for row in read_status(conn):
                     key = [row.source, row.stream]
-                    collected.add_metric(key, float(row.posts_collected or 0))
-                    rejected.add_metric(key, float(row.posts_rejected or 0))
-                    errors.add_metric(key, float(row.fetch_errors or 0))
+                    collected.add_metric(key, float(row.posts_collected))
+                    rejected.add_metric(key, float(row.posts_rejected))
+                    errors.add_metric(key, float(row.fetch_errors))
                     if row.lag_seconds is not None:
                         lag.add_metric(key, float(row.lag_seconds))
                     if row.last_success_at is not None:
                         success.add_metric(key, row.last_success_at.timestamp())
-                pending = conn.execute(
-                    select(func.count()).select_from(outbox).where(outbox.c.done_at.is_(None))
-                ).scalar_one()
-                depth.add_metric([], float(pending))
-                for rule, n in conn.execute(
-                    select(alerts.c.rule, func.count()).where(alerts.c.state == "firing")
-                    .group_by(alerts.c.rule)
-                ):
+                depth.add_metric([], float(outbox_depth(conn)))
+                for rule, n in firing_counts(conn).items():
                     firing.add_metric([rule], float(n))
             up.add_metric([], 1.0)
         except SQLAlchemyError as exc:

@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.backoff import Backoff
@@ -44,12 +44,14 @@ from monitor.config import Config
 from monitor.enrich.pipeline import Enricher
 from monitor.errors import MonitorError
 from monitor.metrics import observe_write
-from monitor.models import Batch, Post, ScoredPost, StreamKey
-from monitor.sources.base import HttpClient, PolledSource, StreamingSource, format_wait
+from monitor.models import Batch, ScoredPost, StreamKey
+from monitor.sources.errors import format_wait
+from monitor.sources.http import HttpClient
+from monitor.sources.protocols import PolledSource, StreamingSource
 from monitor.sources.registry import build_sources
 from monitor.store.db import redact_url
-from monitor.store.repository import WriteResult, load_cursor, record_failure, write_batch
-from monitor.store.schema import posts as posts_table
+from monitor.store.posts import existing_posts
+from monitor.store.write import WriteResult, load_cursor, record_failure, write_batch
 
 __all__ = ["Service", "StoredBatch"]
 
@@ -59,7 +61,6 @@ T = TypeVar("T")
 
 # How long a supervised task must have run before its backoff starts over.
 _HEALTHY_RUN = 60.0
-_DELETE_LOOKUP_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,22 +163,20 @@ class Service:
                 if isinstance(src, StreamingSource):
                     streams = src.streams()
                     for stream in streams:
-                        self._platforms.setdefault(stream.source, set()).update(
-                            _platform_hint(src))
+                        self._platforms.setdefault(stream.source, set()).add(src.platform)
                     self._spawn(self._supervise(f"{src.source} stream", self._streamer(src),
                                                 streams), f"stream:{src.source}")
                     streaming += 1
                     continue
-                assert isinstance(src, PolledSource)
                 interval = src.interval()
-                jitter = _jitter_of(src, interval)
+                jitter = src.jitter()
                 for index, stream in enumerate(src.streams()):
                     job_id = f"poll:{stream.source}:{stream.name}"
                     if scheduler.get_job(job_id) is not None:
                         log.warning("%s %s is configured twice; polling it once",
                                     stream.source, stream.name)
                         continue
-                    self._platforms.setdefault(stream.source, set()).update(_platform_hint(src))
+                    self._platforms.setdefault(stream.source, set()).add(src.platform)
                     scheduler.add_job(
                         self._poll_job, IntervalTrigger(
                             seconds=max(interval.total_seconds(), 0.05),
@@ -394,7 +393,9 @@ class Service:
         return result
 
     def _write(self, batch: Batch) -> tuple[list[ScoredPost], list[tuple[str, str]], WriteResult]:
-        scored, rejected = self._enrich(batch.posts)
+        # never raises on content: a post that breaks the analysis is kept degraded
+        # (Enricher.enrich), so one bad post cannot block its stream
+        scored = self._enricher.enrich_many(batch.posts)
         if batch.posts:
             self._platforms.setdefault(batch.stream.source, set()).update(
                 p.platform for p in batch.posts)
@@ -402,27 +403,9 @@ class Service:
         with observe_write():
             result = write_batch(
                 self.engine, scored, cursor=batch.cursor, stream=batch.stream, deleted=deleted,
-                rejected=batch.rejected + rejected, now=self.clock(),
+                rejected=batch.rejected, now=self.clock(),
             )
         return scored, deleted, result
-
-    def _enrich(self, posts: Sequence[Post]) -> tuple[list[ScoredPost], int]:
-        try:
-            return self._enricher.enrich_many(posts), 0
-        except Exception:
-            pass
-        # one bad post must not block its stream forever: enrich one by one, skip it
-        out: list[ScoredPost] = []
-        rejected = 0
-        for post in posts:
-            try:
-                out.append(self._enricher.enrich(post))
-            except Exception as exc:
-                rejected += 1
-                # no key: Mastodon uris and Bluesky at:// uris name the author
-                log.warning("%s post skipped: enrichment failed (%s)", post.platform,
-                            type(exc).__name__)
-        return out, rejected
 
     def _deletions(self, batch: Batch) -> list[tuple[str, str]]:
         """Reported deletions of posts we hold (or are storing now), as (platform, key).
@@ -431,18 +414,8 @@ class Service:
         """
         wanted = set(batch.deleted)
         found = {(p.platform, p.key) for p in batch.posts if p.key in wanted}
-        platforms = sorted(self._platforms.get(batch.stream.source, set()))
-        keys = sorted(wanted)
-        if platforms:
-            with self.engine.connect() as conn:
-                for i in range(0, len(keys), _DELETE_LOOKUP_CHUNK):
-                    chunk = keys[i:i + _DELETE_LOOKUP_CHUNK]
-                    rows = conn.execute(
-                        select(posts_table.c.platform, posts_table.c.key).where(
-                            posts_table.c.platform.in_(platforms),
-                            posts_table.c.key.in_(chunk))
-                    )
-                    found.update((row.platform, row.key) for row in rows)
+        platforms = self._platforms.get(batch.stream.source, set())
+        found |= existing_posts(self.engine, platforms, wanted)
         return sorted(found)
 
 
@@ -454,21 +427,6 @@ class _suppress_cancel:
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> bool:
         return exc_type is asyncio.CancelledError
-
-
-def _platform_hint(src: object) -> set[str]:
-    platform = getattr(src, "platform", None)
-    return {platform} if isinstance(platform, str) and platform else set()
-
-
-def _jitter_of(src: PolledSource, interval: timedelta) -> timedelta:
-    fn = getattr(src, "jitter", None)
-    if callable(fn):
-        value = fn()
-        if isinstance(value, timedelta):
-            return value
-    # no jitter from the source: a tenth of the interval, at most 30 s
-    return min(interval / 10, timedelta(seconds=30))
 
 
 def _s(count: int) -> str:

@@ -1,8 +1,9 @@
 """``monitor run`` (the service) and ``monitor status`` (per-stream health).
 
-``status`` reads ``stream_health``: one row per stream with when it last
-worked, its last error, how many posts it brought, how many it had to skip,
-how many fetches failed and how far it lags behind the platform.
+``status`` reads ``stream_health`` (:func:`monitor.store.health.read_status`):
+one row per stream with when it last worked, its last error, how many posts it
+brought, how many it had to skip, how many fetches failed and how far it lags
+behind the platform.
 """
 
 from __future__ import annotations
@@ -13,19 +14,25 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.cli import ConfigOption, OutputFormat, emit_rows, fail, get_config, open_store
+from monitor.cli import (
+    ConfigOption,
+    OutputFormat,
+    emit_rows,
+    fail,
+    get_config,
+    open_store,
+    user_errors,
+)
 from monitor.config import Config
-from monitor.errors import ConfigError, MonitorError
 from monitor.store.db import redact_url
-from monitor.store.schema import stream_health
+from monitor.store.health import StreamStatus, read_status
 
 __all__ = ["StreamStatus", "configure_logging", "read_status", "register", "run_service"]
 
@@ -36,47 +43,6 @@ COLUMNS = ("source", "stream", "last_success", "last_error_at", "last_error", "p
            "rejected", "fetch_errors", "lag")
 TABLE_COLUMNS = ("source", "stream", "last_success", "last_error", "posts", "rejected",
                  "fetch_errors", "lag")
-
-
-@dataclass(frozen=True, slots=True)
-class StreamStatus:
-    """One row of ``stream_health`` (times are aware UTC, lag in seconds)."""
-
-    source: str
-    stream: str
-    last_attempt_at: datetime | None
-    last_success_at: datetime | None
-    last_error_at: datetime | None
-    last_error: str | None
-    last_post_at: datetime | None
-    lag_seconds: float | None
-    posts_collected: int
-    posts_rejected: int
-    fetch_errors: int
-
-    @property
-    def failing(self) -> bool:
-        """The last attempt failed (an error newer than the last success)."""
-        if self.last_error_at is None:
-            return False
-        return self.last_success_at is None or self.last_error_at >= self.last_success_at
-
-
-def read_status(engine: Engine) -> list[StreamStatus]:
-    """Every stream's health, ordered by source and stream."""
-    h = stream_health.c
-    with engine.connect() as conn:
-        rows = conn.execute(select(stream_health).order_by(h.source, h.stream)).all()
-    return [
-        StreamStatus(
-            source=row.source, stream=row.stream, last_attempt_at=row.last_attempt_at,
-            last_success_at=row.last_success_at, last_error_at=row.last_error_at,
-            last_error=row.last_error, last_post_at=row.last_post_at,
-            lag_seconds=row.lag_seconds, posts_collected=int(row.posts_collected or 0),
-            posts_rejected=int(row.posts_rejected or 0), fetch_errors=int(row.fetch_errors or 0),
-        )
-        for row in rows
-    ]
 
 
 def _age(ts: datetime | None, now: datetime) -> str | None:
@@ -188,22 +154,19 @@ def register(app: typer.Typer) -> None:
     """Add ``run`` and ``status`` to the ``monitor`` command."""
 
     @app.command("run")
+    @user_errors
     def run(config: ConfigOption = None) -> None:
         """Run the service: migrate the database, then collect until SIGINT/SIGTERM."""
         cfg = get_config(config)
         configure_logging(cfg.logging.level)
-        try:
-            engine = open_store(cfg)
-        except MonitorError as exc:
-            fail(str(exc))
+        engine = open_store(cfg, migrate_schema=True)
         try:
             asyncio.run(run_service(cfg, engine))
-        except MonitorError as exc:
-            fail(str(exc), 2 if isinstance(exc, ConfigError) else 1)
         finally:
             engine.dispose()
 
     @app.command("status")
+    @user_errors
     def status(
         config: ConfigOption = None,
         fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="output format")] = (
@@ -211,10 +174,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Per-stream health: last success, last error, posts, rejected, fetch errors, lag."""
         cfg = get_config(config)
-        try:
-            engine = open_store(cfg, upgrade=False)
-        except MonitorError as exc:
-            fail(str(exc))
+        engine = open_store(cfg)
         try:
             rows = read_status(engine)
         except SQLAlchemyError as exc:

@@ -150,3 +150,134 @@ def test_import_then_trends_matches_the_file(db_url: str, tmp_path: Path) -> Non
     assert table.returncode == 0
     total = sum(count for count, _ in expected_daily("metoo").values())
     assert f"│ metoo │ {total} │" in " ".join(table.stdout.split())  # the summary table
+
+
+# ------------------------------------------------------------- reads never migrate
+
+READ_COMMANDS = (
+    ["trends", "metoo"], ["top"], ["cotags", "metoo"], ["relate", "metoo", "notallmen"],
+    ["export", "series", "--out", "-"], ["status"], ["alerts"], ["silence", "list"],
+    ["outbox"],
+)
+
+
+def _revisions(url: str) -> set[str]:
+    from alembic.runtime.migration import MigrationContext
+
+    from monitor.store.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return set(MigrationContext.configure(conn).get_current_heads())
+    finally:
+        engine.dispose()
+
+
+def _head() -> str:
+    from alembic.script import ScriptDirectory
+
+    from monitor.store.db import MIGRATIONS_DIR
+
+    head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    assert head is not None
+    return head
+
+
+def _invoke(*args: str) -> tuple[int, str]:
+    from typer.testing import CliRunner
+
+    from monitor.cli import app
+    from monitor.commands import register_all
+
+    register_all()
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stderr
+
+
+def test_read_commands_on_an_old_schema_say_run_init_db_and_change_nothing(
+    db_url: str, tmp_path: Path
+) -> None:
+    from monitor.store.db import make_engine, migrate, redact_url
+
+    engine = make_engine(db_url)
+    migrate(engine, "0002_views")
+    engine.dispose()
+    config = write_config(tmp_path, db_url)
+    want = (f"error: the database at {redact_url(db_url)} is at revision 0002_views, "
+            f"this monitor needs {_head()}: run 'monitor init-db'")
+    for command in READ_COMMANDS:
+        code, stderr = _invoke(*command, "--config", str(config))
+        assert (code, stderr.strip().splitlines()) == (1, [want]), command
+    assert _revisions(db_url) == {"0002_views"}  # no read moved the schema
+    assert monitor("init-db", "--config", str(config), cwd=tmp_path).returncode == 0
+    assert _revisions(db_url) == {_head()}
+    code, stderr = _invoke("top", "--config", str(config))
+    assert code == 0, stderr
+
+
+def test_a_read_on_a_missing_database_creates_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "nothing-here.db"
+    config = write_config(tmp_path, f"sqlite:///{db}")
+    result = monitor("trends", "metoo", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: the database at sqlite:///{db} has no schema yet, this monitor needs "
+        f"{_head()}: run 'monitor init-db'"]
+    assert not db.exists()
+
+
+def test_a_database_from_a_newer_monitor_is_named_as_such(tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    from monitor.store.db import make_engine, migrate
+
+    url = f"sqlite:///{tmp_path}/m.db"
+    engine = make_engine(url)
+    migrate(engine)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099_future'"))
+    engine.dispose()
+    code, stderr = _invoke("alerts", "--config", str(write_config(tmp_path, url)))
+    assert code == 1
+    assert "is at revision 0099_future, which this monitor does not know" in stderr
+
+
+# every command, the ones of later stages included, goes through the one error handler
+COMMAND_ARGS: dict[str, list[str]] = {
+    "check-config": [], "init-db": [], "import": ["posts.jsonl", "--platform", "x"],
+    "run": [], "status": [], "trends": ["metoo"], "top": [], "cotags": ["metoo"],
+    "relate": ["metoo", "notallmen"], "export": ["posts", "--out", "-"], "web": [],
+    "alerts": [], "evaluate": [], "outbox": [], "digest": [],
+    "silence add": ["tag=metoo"], "silence list": [], "silence expire": ["1"],
+}
+
+
+def test_every_command_reports_a_bad_config_in_one_line_with_exit_2(tmp_path: Path) -> None:
+    from typing import Any
+
+    import typer
+    from typer.testing import CliRunner
+
+    from monitor.cli import app
+    from monitor.commands import register_all
+
+    register_all()
+
+    def names(group: Any, prefix: str = "") -> set[str]:
+        found: set[str] = set()
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):  # a group such as `silence`
+                found |= names(command, f"{prefix}{name} ")
+            else:
+                found.add(prefix + name)
+        return found
+
+    assert names(typer.main.get_command(app)) == set(COMMAND_ARGS)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("database:\n  echo: loud\n", encoding="utf-8")
+    for command, args in COMMAND_ARGS.items():
+        result = CliRunner().invoke(app, [*command.split(), *args, "--config", str(bad)])
+        lines = result.stderr.strip().splitlines()
+        assert (result.exit_code, len(lines)) == (2, 1), (command, result.stderr)
+        assert lines[0].startswith(f"error: {bad}:2: database.echo:"), (command, lines)

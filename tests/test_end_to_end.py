@@ -27,15 +27,15 @@ import pytest
 import yaml
 from sqlalchemy import Engine, func, select
 
+from monitor.store.buckets import bucket_start
 from monitor.store.db import make_engine
-from monitor.store.repository import bucket_start
 from monitor.store.schema import cursors, deletions, post_tags, posts, stream_health, tag_buckets
 from tests.fakes.bluesky import BlueskyFake, start_bluesky_fake
 from tests.fakes.data import _SENTENCES, DISPLAY, TAGS, SeedPost, World
 from tests.fakes.jetstream import JetstreamFake, commit_delete, noise_events
 from tests.fakes.mastodon import MastodonFake, start_mastodon_fake
 
-MONITOR = [sys.executable, "-c", "from monitor.cli import main; main()"]
+MONITOR = [sys.executable, "-c", "from monitor.commands import main; main()"]
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from monitor.cli import app
 from monitor.models import Cursor, ScoredPost, StreamKey
 from monitor.status import read_status, register
-from monitor.store.repository import record_failure, write_batch
+from monitor.store.write import record_failure, write_batch
 
 register(app)
 runner = CliRunner()

@@ -24,8 +24,9 @@ from monitor.cli import (
     fail,
     get_config,
     open_store,
+    user_errors,
 )
-from monitor.errors import InputError, MonitorError
+from monitor.errors import ConfigError, InputError
 from monitor.tags import normalise_tag
 
 __all__ = ["register"]
@@ -63,6 +64,7 @@ UntilOption = Annotated[
 FormatOption = Annotated[OutputFormat, typer.Option("--format", "-f", help="table, csv or json")]
 
 
+@user_errors
 def trends(
     tags: Annotated[list[str], typer.Argument(help="one or more tags, e.g. metoo notallmen")],
     since: SinceOption = "7d",
@@ -76,12 +78,9 @@ def trends(
     from monitor.store.queries import series
 
     cfg = get_config(config)
-    try:
-        start, end = _range(since, until)
-        wanted = _tags(tags, "TAG")
-        points = series(open_store(cfg), wanted, start, end, _step(step))
-    except MonitorError as exc:
-        fail(str(exc), 2 if isinstance(exc, InputError) else 1)
+    start, end = _range(since, until)
+    wanted = _tags(tags, "TAG")
+    points = series(open_store(cfg), wanted, start, end, _step(step))
     rows = [
         {"tag": p.tag, "bucket": p.bucket.isoformat(), "posts": p.posts, "scored": p.scored,
          "mean_compound": p.mean_compound, "positive": p.positive, "neutral": p.neutral,
@@ -136,6 +135,7 @@ class RankBy(StrEnum):
     growth = "growth"
 
 
+@user_errors
 def top(
     since: SinceOption = "24h",
     until: UntilOption = None,
@@ -149,11 +149,8 @@ def top(
     from monitor.store.queries import top_tags
 
     cfg = get_config(config)
-    try:
-        start, end = _range(since, until)
-        found = top_tags(open_store(cfg), start, end, limit, order=by.value, min_posts=min_posts)
-    except MonitorError as exc:
-        fail(str(exc), 2 if isinstance(exc, InputError) else 1)
+    start, end = _range(since, until)
+    found = top_tags(open_store(cfg), start, end, limit, order=by.value, min_posts=min_posts)
     rows = [{"tag": t.tag, "posts": t.posts, "previous": t.previous, "growth": t.growth,
              "scored": t.scored, "mean_compound": t.mean_compound} for t in found]
     if fmt is OutputFormat.table:
@@ -168,6 +165,7 @@ def top(
                                   "mean_compound"])
 
 
+@user_errors
 def cotags_command(
     tag: Annotated[str, typer.Argument(help="the tag whose companions to list")],
     since: SinceOption = "30d",
@@ -180,12 +178,9 @@ def cotags_command(
     from monitor.store.queries import cotags
 
     cfg = get_config(config)
-    try:
-        start, end = _range(since, until)
-        (wanted,) = _tags([tag], "TAG")
-        found = cotags(open_store(cfg), wanted, start, end, limit)
-    except MonitorError as exc:
-        fail(str(exc), 2 if isinstance(exc, InputError) else 1)
+    start, end = _range(since, until)
+    (wanted,) = _tags([tag], "TAG")
+    found = cotags(open_store(cfg), wanted, start, end, limit)
     rows: list[dict[str, Any]] = [
         {"tag": c.tag, "posts": c.posts,
          "share": f"{c.share * 100:.1f}%" if fmt is OutputFormat.table else c.share,
@@ -196,6 +191,7 @@ def cotags_command(
               columns=["tag", "posts", "share", "scored", "mean_compound"])
 
 
+@user_errors
 def relate_command(
     tag_a: Annotated[str, typer.Argument(help="first tag (the one that may lead)")],
     tag_b: Annotated[str, typer.Argument(help="second tag (the one that may answer)")],
@@ -210,12 +206,9 @@ def relate_command(
     from monitor.analyse.trends import sparkline
 
     cfg = get_config(config)
-    try:
-        start, end = _range(since, until)
-        a, b = _tags([tag_a, tag_b], "TAG")
-        rel = relate(open_store(cfg), a, b, start, end, max_lag=max_lag)
-    except MonitorError as exc:
-        fail(str(exc), 2 if isinstance(exc, InputError) else 1)
+    start, end = _range(since, until)
+    a, b = _tags([tag_a, tag_b], "TAG")
+    rel = relate(open_store(cfg), a, b, start, end, max_lag=max_lag)
     data = relation_dict(rel)
     if fmt is OutputFormat.json:
         sys.stdout.write(json.dumps(data, indent=1) + "\n")
@@ -264,6 +257,7 @@ class ExportFormatOpt(StrEnum):
     parquet = "parquet"
 
 
+@user_errors
 def export_command(
     kind: Annotated[ExportKind, typer.Argument(help="posts or series")],
     out: Annotated[str, typer.Option("--out", "-o", help="output file ('-' for stdout)")],
@@ -278,17 +272,15 @@ def export_command(
     from monitor.analyse.export import export_posts, export_series
 
     cfg = get_config(config)
+    start, end = _range(since, until)
+    tags = _tags(tag or [], "--tag")
+    engine = open_store(cfg)
     try:
-        start, end = _range(since, until)
-        tags = _tags(tag or [], "--tag")
-        engine = open_store(cfg)
         if kind is ExportKind.posts:
             summary = export_posts(engine, cfg, out, fmt.value, tags=tags, since=start, until=end)
         else:
             summary = export_series(engine, out, fmt.value, tags=tags, since=start, until=end,
                                     step=_step(step))
-    except MonitorError as exc:
-        fail(str(exc), 2 if isinstance(exc, InputError) else 1)
     except OSError as exc:
         fail(f"{out}: {exc.strerror or exc}", 1)
     if out != "-":
@@ -296,6 +288,7 @@ def export_command(
                       **_PLAIN)
 
 
+@user_errors
 def web_command(
     host: Annotated[str | None, typer.Option("--host", help="default: web.host")] = None,
     port: Annotated[int | None, typer.Option("--port", help="default: web.port")] = None,
@@ -306,7 +299,6 @@ def web_command(
 
     from pydantic import ValidationError
 
-    from monitor.errors import ConfigError
     from monitor.web.server import serve
     from monitor.web.settings import WebSettings
 
@@ -317,11 +309,8 @@ def web_command(
                              **({"port": port} if port is not None else {})})
     except ValidationError as exc:
         problem = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
-        fail(str(ConfigError("--host/--port", "web", problem)), 2)
-    try:
-        engine = open_store(cfg)
-    except MonitorError as exc:
-        fail(str(exc))
+        raise ConfigError("--host/--port", "web", problem) from None
+    engine = open_store(cfg)
     console.print(f"dashboard on http://{web.host}:{web.port}/ (Ctrl-C to stop)", **_PLAIN)
     asyncio.run(serve(engine, cfg.model_copy(update={"web": web}), embedded=False))
 

@@ -31,12 +31,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol
 
-from sqlalchemy import Engine, exists, select
+from sqlalchemy import Engine
 
 from monitor.config import Config
-from monitor.errors import InputError
+from monitor.errors import InputError, MissingExtra
+from monitor.store.posts import post_chunks
 from monitor.store.queries import series
-from monitor.store.schema import post_tags, posts
 
 __all__ = ["ExportFormat", "ExportSummary", "export_posts", "export_series", "post_columns"]
 
@@ -96,8 +96,12 @@ _ARROW_TYPES = {
 
 class _ParquetSink:
     def __init__(self, path: Path, columns: dict[str, str]) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        # imported here: pyarrow is the optional `parquet` extra
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise MissingExtra("Parquet export", "pyarrow", "parquet") from None
 
         fields = []
         for name, kind in columns.items():
@@ -198,35 +202,17 @@ def _pseudonymiser(config: Config) -> Any:
 
 def _post_chunks(engine: Engine, config: Config, tags: Sequence[str], since: datetime,
                  until: datetime, columns: dict[str, str]) -> Iterator[list[dict[str, Any]]]:
-    p = posts.c
-    stmt = (select(posts).where(p.created_at >= since, p.created_at < until)
-            .order_by(p.created_at, p.id))
-    if tags:
-        stmt = stmt.where(exists().where(post_tags.c.post_id == p.id,
-                                         post_tags.c.tag.in_(list(tags))))
     pseudonym = _pseudonymiser(config) if config.privacy.authors == "hash" else None
-    with engine.connect() as conn:
-        result = conn.execution_options(stream_results=True, yield_per=CHUNK).execute(stmt)
-        for part in result.partitions(CHUNK):
-            ids = [row.id for row in part]
-            tag_map: dict[int, list[str]] = {}
-            # a second connection: the streaming cursor keeps the first one busy
-            with engine.connect() as side:
-                for pid, tag in side.execute(
-                    select(post_tags.c.post_id, post_tags.c.tag)
-                    .where(post_tags.c.post_id.in_(ids))
-                    .order_by(post_tags.c.post_id, post_tags.c.tag)
-                ):
-                    tag_map.setdefault(pid, []).append(tag)
-            rows = []
-            for row in part:
-                data = row._mapping
-                out = {c: data[c] for c in columns if c in data}
-                if pseudonym is not None:
-                    out["author"] = pseudonym(data["author"])
-                out["tags"] = " ".join(tag_map.get(row.id, []))
-                rows.append(out)
-            yield rows
+    fields = [c for c in columns if c != "tags"]
+    for chunk in post_chunks(engine, tags, since, until, CHUNK):
+        rows = []
+        for post in chunk:
+            out = {c: getattr(post, c) for c in fields}
+            if pseudonym is not None:
+                out["author"] = pseudonym(post.author)
+            out["tags"] = " ".join(post.tags)
+            rows.append(out)
+        yield rows
 
 
 def export_posts(engine: Engine, config: Config, out: str, fmt: ExportFormat, *,

@@ -25,9 +25,10 @@ tag the mean VADER compound of its posts with and without the other tag. No
 post is read: each tag's totals come from ``tag_buckets`` and the posts
 carrying both from ``tag_pair_buckets`` (kept by ``write_batch`` in the same
 transaction as the posts); "without" is the total minus "with". One statement
-returns both hourly series and all of these sums. The pair rollup pairs only
-the first 10 tags of a post (``monitor.store.pairs.MAX_PAIR_TAGS``), so a
-tag-stuffed post whose 11th or later tag is one of the two counts as "without".
+(:func:`monitor.store.relate.pair_rollups`) returns both hourly series and all
+of these sums. The pair rollup pairs only the first 10 tags of a post
+(``monitor.store.pairs.MAX_PAIR_TAGS``), so a tag-stuffed post whose 11th or
+later tag is one of the two counts as "without".
 """
 
 from __future__ import annotations
@@ -40,26 +41,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import (
-    BigInteger,
-    ColumnElement,
-    Engine,
-    Integer,
-    Select,
-    Text,
-    and_,
-    case,
-    cast,
-    func,
-    literal_column,
-    null,
-    select,
-    union_all,
-)
+from sqlalchemy import Engine
 
 from monitor.errors import InputError
 from monitor.store.queries import align_range
-from monitor.store.schema import post_tags, posts, tag_buckets, tag_pair_buckets
+from monitor.store.relate import Totals, pair_rollups, split_from_posts
 
 __all__ = [
     "Crosscorrelation",
@@ -210,96 +196,7 @@ def cross_correlation(a: FloatArray, b: FloatArray, max_lag: int) -> Crosscorrel
     return Crosscorrelation(tuple(lags), tuple(values), lags[best], values[best], band, n)
 
 
-@dataclass(frozen=True, slots=True)
-class _Totals:
-    posts: int
-    scored: int
-    compound_sum: float
-
-
-@dataclass(frozen=True, slots=True)
-class _Rollups:
-    """What relate reads: both hourly volume series, each tag's totals, the shared posts."""
-
-    volume_a: FloatArray
-    volume_b: FloatArray
-    total_a: _Totals
-    total_b: _Totals
-    both: _Totals
-
-
-def _hour_number(engine: Engine, column: Any) -> ColumnElement[Any]:
-    """Whole hours since the Unix epoch of a bucket start, as an integer division.
-
-    Cheaper than queries.series' general step arithmetic (no floor() over a
-    float), which counts here: it runs once per 5-minute row.
-    """
-    hour = literal_column("3600", BigInteger)
-    if engine.dialect.name == "postgresql":
-        return cast(func.date_part("epoch", column), BigInteger).op("/")(hour)
-    version = getattr(engine.dialect.dbapi, "sqlite_version_info", (0,))
-    seconds = (func.unixepoch(column) if tuple(version) >= (3, 38)
-               else cast(func.strftime("%s", column), BigInteger))
-    return seconds.op("/")(hour)
-
-
-def _rollups(engine: Engine, tag_a: str, tag_b: str, start: datetime, end: datetime
-             ) -> _Rollups:
-    """One statement over the rollups for ``[start, end)`` (whole UTC hours).
-
-    Three rows: per tag (part 0 for A, 1 for B) its non-empty hours and their
-    post counts as two aligned comma-separated strings plus its totals; part 2
-    the sums of the posts carrying both. Strings rather than a row per hour:
-    thousands of result rows cost more in Python than in SQL, and the garbage
-    collections their objects trigger doubled the time of one call in four.
-    Each tag is grouped on its own: two small sorts are cheaper than one large
-    one on SQLite.
-    """
-    b = tag_buckets.c
-    hour = _hour_number(engine, b.bucket_start).label("hour")
-
-    def per_hour(part: int, tag: str) -> Select[Any]:
-        return (
-            select(literal_column(str(part), Integer).label("part"), hour,
-                   func.sum(b.posts).label("posts"), func.sum(b.scored).label("scored"),
-                   func.sum(b.compound_sum).label("csum"))
-            .where(b.tag == tag, b.bucket_start >= start, b.bucket_start < end)
-            .group_by(hour)
-        )
-
-    hours = union_all(per_hour(0, tag_a), per_hour(1, tag_b)).subquery()
-    concat = func.string_agg if engine.dialect.name == "postgresql" else func.group_concat
-    # both aggregates read the group's rows in the same order, so the lists align
-    per_tag = (
-        select(hours.c.part, concat(cast(hours.c.hour, Text), ","),
-               concat(cast(hours.c.posts, Text), ","), func.sum(hours.c.posts),
-               func.sum(hours.c.scored), func.sum(hours.c.csum))
-        .group_by(hours.c.part)
-    )
-    p = tag_pair_buckets.c
-    low, high = sorted((tag_a, tag_b))
-    shared = (
-        select(literal_column("2", Integer), null(), null(), func.sum(p.posts),
-               func.sum(p.scored), func.sum(p.compound_sum))
-        .where(p.tag_a == low, p.tag_b == high, p.bucket_start >= start, p.bucket_start < end)
-    )
-    first = int(start.timestamp()) // 3600
-    n = int((end - start) / timedelta(hours=1))
-    volumes = (np.zeros(n), np.zeros(n))
-    totals = [_Totals(0, 0, 0.0)] * 3
-    with engine.connect() as conn:
-        rows: list[Any] = list(conn.execute(union_all(per_tag, shared)))
-    for part, hour_list, posts_list, n_posts, n_scored, csum in rows:
-        if n_posts is None:  # no shared posts: SUM over no rows
-            continue
-        totals[part] = _Totals(int(n_posts), int(n_scored or 0), float(csum or 0.0))
-        if part < 2 and hour_list:
-            at = np.fromstring(hour_list, dtype=np.int64, sep=",") - first
-            volumes[part][at] = np.fromstring(posts_list, dtype=np.float64, sep=",")
-    return _Rollups(volumes[0], volumes[1], totals[0], totals[1], totals[2])
-
-
-def _split(tag: str, other: str, total: _Totals, both: _Totals) -> ToneSplit:
+def _split(tag: str, other: str, total: Totals, both: Totals) -> ToneSplit:
     n_both, scored_both, csum_both = both.posts, both.scored, both.compound_sum
     scored_without = total.scored - scored_both
     return ToneSplit(
@@ -319,35 +216,14 @@ def tone_from_posts(engine: Engine, tag: str, other: str, since: datetime,
     ``relate`` does not use it: it reads the rollups only. Kept as the raw-posts
     truth the tests and the benchmark compare the rollups with.
     """
-    a = post_tags.alias("a")
-    o = post_tags.alias("o")
-    has_other = case((o.c.post_id.is_(None), 0), else_=1).label("has_other")
-    stmt = (
-        select(
-            has_other,
-            func.count().label("n"),
-            func.count(posts.c.compound).label("scored"),
-            func.avg(posts.c.compound).label("mean"),
-        )
-        .select_from(
-            a.join(posts, posts.c.id == a.c.post_id).outerjoin(
-                o, and_(o.c.post_id == a.c.post_id, o.c.tag == other)
-            )
-        )
-        .where(a.c.tag == tag, a.c.created_at >= since, a.c.created_at < until)
-        .group_by(has_other)
-    )
-    parts: dict[int, tuple[int, int, float | None]] = {0: (0, 0, None), 1: (0, 0, None)}
-    with engine.connect() as conn:
-        for row in conn.execute(stmt):
-            mean = None if row.mean is None else float(row.mean)
-            parts[int(row.has_other)] = (int(row.n), int(row.scored), mean)
+    split = split_from_posts(engine, tag, other, since, until)
+    (n_with, scored_with, mean_with) = split.with_other
+    (n_without, scored_without, mean_without) = split.without_other
     return ToneSplit(
-        tag=tag, other=other,
-        posts=parts[0][0] + parts[1][0],
-        with_other=parts[1][0], without_other=parts[0][0],
-        mean_with=parts[1][2], mean_without=parts[0][2],
-        scored_with=parts[1][1], scored_without=parts[0][1],
+        tag=tag, other=other, posts=n_with + n_without,
+        with_other=n_with, without_other=n_without,
+        mean_with=mean_with, mean_without=mean_without,
+        scored_with=scored_with, scored_without=scored_without,
     )
 
 
@@ -370,7 +246,7 @@ def relate(
     if hours < MIN_HOURS:
         raise InputError("since", f"expected a range of at least {MIN_HOURS // 24} days "
                                   f"to relate two tags, got {hours} hours")
-    data = _rollups(engine, tag_a, tag_b, start, end)
+    data = pair_rollups(engine, tag_a, tag_b, start, end)
     pa, pb = prepare(data.volume_a, data.volume_b, first_hour=start.hour)
     xcorr = cross_correlation(pa, pb, max_lag)
     total_a, total_b, both = data.total_a, data.total_b, data.both

@@ -7,14 +7,23 @@ user mistakes become one line on stderr and a non-zero exit status.
 from __future__ import annotations
 
 import getpass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
 
-from monitor.cli import ConfigOption, OutputFormat, console, emit_rows, fail, get_config, open_store
+from monitor.cli import (
+    ConfigOption,
+    OutputFormat,
+    console,
+    emit_rows,
+    fail,
+    get_config,
+    open_store,
+    user_errors,
+)
 from monitor.durations import parse_duration
-from monitor.errors import InputError, MonitorError
+from monitor.errors import InputError
 
 __all__ = ["register"]
 
@@ -41,6 +50,14 @@ def _now(at: str | None) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def _duration(option: str, value: str) -> timedelta:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise InputError(option, str(exc)) from None
+
+
+@user_errors
 def alerts_command(
     show_all: Annotated[bool, typer.Option("--all", help="every alert ever raised")] = False,
     recent: Annotated[str, typer.Option("--recent", help="show alerts resolved within")] = "24h",
@@ -48,17 +65,11 @@ def alerts_command(
     config: ConfigOption = None,
 ) -> None:
     """Firing and pending alerts, and those resolved recently."""
-    from monitor.detect.engine import list_alerts
+    from monitor.store.alerts import list_alerts
 
     cfg = get_config(config)
-    try:
-        window = parse_duration(recent)
-    except ValueError as exc:
-        fail(f"--recent: {exc}", 2)
-    try:
-        rows = list_alerts(open_store(cfg), datetime.now(UTC), recent=window, include_all=show_all)
-    except MonitorError as exc:
-        fail(str(exc))
+    window = _duration("--recent", recent)
+    rows = list_alerts(open_store(cfg), datetime.now(UTC), recent=window, include_all=show_all)
     out = [
         {"id": a.id, "state": a.state, "rule": a.rule, "labels": _labels(a.labels),
          "since": _when(a.active_since), "fired": _when(a.fired_at),
@@ -72,6 +83,7 @@ def alerts_command(
               columns=["id", "state", "rule", "labels", "since", "fired", "resolved", "summary"])
 
 
+@user_errors
 def evaluate_command(
     at: Annotated[str | None, typer.Option("--at", help="evaluate at this UTC time")] = None,
     config: ConfigOption = None,
@@ -82,12 +94,7 @@ def evaluate_command(
     cfg = get_config(config)
     if not cfg.rules:
         fail("no rules configured (add a `rules:` list to the config file)", 2)
-    try:
-        report = evaluate(open_store(cfg), cfg, _now(at))
-    except InputError as exc:
-        fail(str(exc), 2)
-    except MonitorError as exc:
-        fail(str(exc))
+    report = evaluate(open_store(cfg), cfg, _now(at))
     for o in report.outcomes:
         extra = f" [{o.announced}]" if o.announced else ""
         muted = f" ({o.muted})" if o.muted else ""
@@ -102,6 +109,7 @@ silence_app = typer.Typer(help="Mute matching alerts for a while without losing 
 
 
 @silence_app.command("add")
+@user_errors
 def silence_add(
     matchers: Annotated[list[str], typer.Argument(help="key=value, e.g. rule=spike tag=metoo")],
     duration: Annotated[str, typer.Option("--for", help="how long, e.g. 2h")] = "2h",
@@ -112,26 +120,19 @@ def silence_add(
     from monitor.detect.silences import add_silence, parse_matchers
 
     cfg = get_config(config)
-    try:
-        parsed = parse_matchers(matchers)
-        length = parse_duration(duration)
-    except (InputError, ValueError) as exc:
-        fail(f"--for: {exc}" if not isinstance(exc, InputError) else str(exc), 2)
+    parsed = parse_matchers(matchers)
+    length = _duration("--for", duration)
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = ""
-    try:
-        s = add_silence(open_store(cfg), parsed, length, now=datetime.now(UTC), comment=comment,
-                        created_by=user)
-    except InputError as exc:
-        fail(str(exc), 2)
-    except MonitorError as exc:
-        fail(str(exc))
+    s = add_silence(open_store(cfg), parsed, length, now=datetime.now(UTC), comment=comment,
+                    created_by=user)
     console.print(f"silence {s.id}: {_labels(s.matchers)} until {_when(s.ends_at)}", **_PLAIN)
 
 
 @silence_app.command("list")
+@user_errors
 def silence_list(
     show_all: Annotated[bool, typer.Option("--all", help="include expired silences")] = False,
     fmt: FormatOption = OutputFormat.table,
@@ -142,10 +143,7 @@ def silence_list(
 
     cfg = get_config(config)
     now = datetime.now(UTC)
-    try:
-        rows = list_silences(open_store(cfg), now, include_expired=show_all)
-    except MonitorError as exc:
-        fail(str(exc))
+    rows = list_silences(open_store(cfg), now, include_expired=show_all)
     out = [
         {"id": s.id, "matchers": _labels(s.matchers), "starts": _when(s.starts_at),
          "ends": _when(s.ends_at), "active": s.active(now), "comment": s.comment,
@@ -160,6 +158,8 @@ def silence_list(
 
 
 @silence_app.command("expire")
+# "no such silence" is an InputError but names a missing record, not a bad argument
+@user_errors(input_code=1)
 def silence_expire(
     silence_id: Annotated[int, typer.Argument(help="the id shown by `monitor silence list`")],
     config: ConfigOption = None,
@@ -168,12 +168,7 @@ def silence_expire(
     from monitor.detect.silences import expire_silence
 
     cfg = get_config(config)
-    try:
-        s = expire_silence(open_store(cfg), silence_id, datetime.now(UTC))
-    except InputError as exc:
-        fail(str(exc), 1)
-    except MonitorError as exc:
-        fail(str(exc))
+    s = expire_silence(open_store(cfg), silence_id, datetime.now(UTC))
     console.print(f"silence {s.id} expired at {_when(s.ends_at)}", **_PLAIN)
 
 

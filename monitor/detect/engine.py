@@ -2,8 +2,9 @@
 
 :func:`evaluate` runs in ONE transaction: it reads the rules' inputs, advances
 each alert through :func:`monitor.detect.lifecycle.step`, writes the
-``alerts`` rows, and writes an ``outbox`` row for every announcement, so a
-state change and its notification are stored together or not at all. The
+``alerts`` rows (:mod:`monitor.store.alerts`), and writes an ``outbox`` row
+for every announcement (:mod:`monitor.store.outbox`), so a state change and
+its notification are stored together or not at all. The
 clock is the *now* argument: evaluating the same instant twice, or again after
 a restart, changes nothing and announces nothing twice (the lifecycle ignores
 instants it has seen, and outbox rows carry an idempotency key).
@@ -18,31 +19,28 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine
 
 from monitor.config import Config
 from monitor.detect.lifecycle import AlertState, Announcement, Timing, step
-from monitor.detect.rules import Finding, evaluate_rule
+from monitor.detect.registry import evaluate_rule
+from monitor.detect.rules import Finding
 from monitor.detect.settings import FlatlineRule, RuleConfig, SpikeRule
-from monitor.detect.silences import active_silences, is_silenced
-from monitor.store.repository import insert_for
-from monitor.store.schema import alerts, outbox
+from monitor.detect.silences import is_silenced
+from monitor.store.alerts import Silence, StoredAlert, active_silences, rule_alerts, save_alert
+from monitor.store.outbox import enqueue
 
 __all__ = [
-    "AlertRow",
     "EvalReport",
     "RuleOutcome",
     "evaluate",
     "fingerprint",
     "idempotency_key",
-    "list_alerts",
 ]
-
-_INTERNAL = ("_notify_seq", "_incident_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,39 +90,23 @@ def _timing(rule: RuleConfig) -> Timing:
     return Timing(rule.for_, rule.repeat_interval, rule.resolve_after, rule.rearm_after)
 
 
-def _state_of(row: Any) -> AlertState:
-    ann = dict(row.annotations or {})
-    incident = ann.get("_incident_at")
-    return AlertState(
-        state=row.state, active_since=row.active_since, fired_at=row.fired_at,
-        resolved_at=row.resolved_at, last_true_at=row.last_true_at,
-        last_notified_at=row.last_notified_at, last_eval_at=row.last_eval_at,
-        notify_seq=int(ann.get("_notify_seq", 0)),
-        incident_at=datetime.fromisoformat(incident) if incident else None,
-    )
-
-
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _public(annotations: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in annotations.items() if k not in _INTERNAL}
-
-
 def _payload(
     fp: str, rule: RuleConfig, labels: Mapping[str, str], state: AlertState,
-    finding: Finding | None, stored: Any,
+    finding: Finding | None, stored: StoredAlert | None,
 ) -> dict[str, Any]:
     if finding is not None:
         summary, value = finding.summary, finding.value
         threshold, baseline = finding.threshold, finding.baseline
         annotations = dict(finding.annotations)
     else:
-        summary = str(stored.summary or "") if stored is not None else ""
+        summary = stored.summary if stored is not None else ""
         value = float(stored.value or 0.0) if stored is not None else 0.0
         threshold = baseline = None
-        annotations = _public(dict(stored.annotations or {})) if stored is not None else {}
+        annotations = dict(stored.annotations) if stored is not None else {}
     return {
         "fingerprint": fp, "rule": rule.name, "kind": rule.kind, "labels": dict(labels),
         "state": "resolved" if state.state == "resolved" else "firing",
@@ -164,10 +146,9 @@ def evaluate(engine: Engine, config: Config, now: datetime) -> EvalReport:
 
 def _apply(
     conn: Connection, rule: RuleConfig, findings: list[Finding], now: datetime,
-    silences_now: list[Any], dead_tags: set[str | None],
+    silences_now: list[Silence], dead_tags: set[str | None],
 ) -> list[RuleOutcome]:
-    stored = {row.fingerprint: row for row in conn.execute(
-        select(alerts).where(alerts.c.rule == rule.name).order_by(alerts.c.id))}
+    stored = rule_alerts(conn, rule.name)
     by_fp: dict[str, tuple[dict[str, str], Finding | None]] = {}
     for found in findings:
         found_labels = {**rule.labels, **found.labels}
@@ -190,13 +171,13 @@ def _apply(
             muted = "silenced"
         elif _inhibited(rule, labels, dead_tags):
             muted = "inhibited"
-        prev = _state_of(row) if row is not None else AlertState()
+        prev = AlertState(**row.lifecycle) if row is not None else AlertState()
         new, announcement = step(prev, condition, now, timing, muted=muted is not None)
         if new is not prev:
             alert_id = _save(conn, fp, rule, labels, new, finding, row)
             if announcement is not None:
                 _enqueue(conn, alert_id, fp, rule, labels, new, finding, row, announcement, now)
-        summary = finding.summary if finding else str(row.summary or "") if row else ""
+        summary = finding.summary if finding else row.summary if row else ""
         outcomes.append(RuleOutcome(rule.name, fp, labels, condition, new.state, announcement,
                                     muted, summary))
     return outcomes
@@ -204,75 +185,25 @@ def _apply(
 
 def _save(
     conn: Connection, fp: str, rule: RuleConfig, labels: Mapping[str, str], state: AlertState,
-    finding: Finding | None, row: Any,
+    finding: Finding | None, row: StoredAlert | None,
 ) -> int:
     annotations: dict[str, Any] = (
         dict(finding.annotations) if finding is not None
-        else dict(row.annotations or {}) if row is not None else {}
+        else dict(row.annotations) if row is not None else {}
     )
-    annotations["_notify_seq"] = state.notify_seq
-    annotations["_incident_at"] = _iso(state.incident_at)
-    values: dict[str, Any] = {
-        "state": state.state, "active_since": state.active_since, "fired_at": state.fired_at,
-        "resolved_at": state.resolved_at, "last_true_at": state.last_true_at,
-        "last_notified_at": state.last_notified_at, "last_eval_at": state.last_eval_at,
-        "annotations": annotations, "labels": dict(labels),
-    }
-    if finding is not None:
-        values.update(value=finding.value, summary=finding.summary)
-    if row is None:
-        values.update(fingerprint=fp, rule=rule.name)
-        return int(conn.execute(alerts.insert().values(**values).returning(alerts.c.id))
-                   .scalar_one())
-    conn.execute(update(alerts).where(alerts.c.id == row.id).values(**values))
-    return int(row.id)
+    return save_alert(
+        conn, row.id if row is not None else None, fingerprint=fp, rule=rule.name,
+        labels=labels, lifecycle=asdict(state), annotations=annotations,
+        measured=(finding.value, finding.summary) if finding is not None else None,
+    )
 
 
 def _enqueue(
     conn: Connection, alert_id: int, fp: str, rule: RuleConfig, labels: Mapping[str, str],
-    state: AlertState, finding: Finding | None, row: Any, kind: Announcement, now: datetime,
+    state: AlertState, finding: Finding | None, row: StoredAlert | None, kind: Announcement,
+    now: datetime,
 ) -> None:
     at = state.resolved_at if kind == "resolved" else state.fired_at
-    payload = _payload(fp, rule, labels, state, finding, row)
-    stmt = insert_for(conn, outbox).values(
-        idempotency_key=idempotency_key(fp, kind, at, state.notify_seq), kind=kind,
-        alert_id=alert_id, payload=payload, created_at=now,
-    ).on_conflict_do_nothing(index_elements=[outbox.c.idempotency_key])
-    conn.execute(stmt)
-
-
-@dataclass(frozen=True, slots=True)
-class AlertRow:
-    """An alert as `monitor alerts` shows it."""
-
-    id: int
-    rule: str
-    labels: Mapping[str, str]
-    state: str
-    active_since: datetime | None
-    fired_at: datetime | None
-    resolved_at: datetime | None
-    value: float | None
-    summary: str
-
-
-def list_alerts(
-    engine: Engine, now: datetime, *, recent: timedelta = timedelta(hours=24),
-    include_all: bool = False,
-) -> list[AlertRow]:
-    """Firing and pending alerts, plus those resolved within *recent* (or every alert)."""
-    stmt = select(alerts).order_by(alerts.c.state, alerts.c.fired_at.desc(), alerts.c.id)
-    out: list[AlertRow] = []
-    with engine.connect() as conn:
-        for row in conn.execute(stmt):
-            keep = include_all or row.state in ("firing", "pending") or (
-                row.state == "resolved" and row.resolved_at is not None
-                and now - row.resolved_at <= recent
-            )
-            if keep:
-                out.append(AlertRow(int(row.id), row.rule, dict(row.labels), row.state,
-                                    row.active_since, row.fired_at, row.resolved_at,
-                                    row.value, str(row.summary or "")))
-    order = {"firing": 0, "pending": 1, "resolved": 2, "inactive": 3}
-    out.sort(key=lambda a: (order.get(a.state, 9), -(a.fired_at.timestamp() if a.fired_at else 0)))
-    return out
+    enqueue(conn, key=idempotency_key(fp, kind, at, state.notify_seq), kind=kind,
+            payload=_payload(fp, rule, labels, state, finding, row), created_at=now,
+            alert_id=alert_id)

@@ -1,34 +1,38 @@
 """Rule conditions: each kind reads the store at an instant and returns findings.
 
 A :class:`Finding` is one alert candidate (its identifying labels, whether the
-condition holds now, and the numbers behind it). Rules only read
-(``tag_buckets``, ``post_tags``, ``stream_health``); the lifecycle and the
+condition holds now, and the numbers behind it). Rules only read, through the
+store's read functions (:mod:`monitor.store.windows`, :mod:`monitor.store.queries`,
+:mod:`monitor.store.health`) on the engine's connection; the lifecycle and the
 writes live in :mod:`monitor.detect.engine`. Every rule judges complete
 buckets only: the bucket holding *now* is still filling.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import Connection
 
-from monitor.config import Config
 from monitor.detect.seasonal import SpikeDetector, SpikeParams
 from monitor.detect.settings import (
     EmergingCotagRule,
     FlatlineRule,
     RuleConfig,
+    RuleContext,
     SentimentShiftRule,
     SpikeRule,
 )
 from monitor.durations import format_duration
-from monitor.store.repository import bucket_start
-from monitor.store.schema import BUCKET_SECONDS, post_tags, stream_health, tag_buckets
+from monitor.store.buckets import bucket_start
+from monitor.store.health import read_status
+from monitor.store.queries import cotags
+from monitor.store.schema import BUCKET_SECONDS
+from monitor.store.windows import bucket_posts, first_bucket, window_totals
 
-__all__ = ["Finding", "evaluate_rule", "spike_params", "stream_tag"]
+__all__ = ["Finding", "spike_params", "stream_tag"]
 
 BUCKET = timedelta(seconds=BUCKET_SECONDS)
 Annotation = str | float | int
@@ -63,7 +67,7 @@ def spike_params(rule: SpikeRule) -> SpikeParams:
     )
 
 
-def _tags(rule: RuleConfig, config: Config) -> list[str]:
+def _tags(rule: RuleConfig, config: RuleContext) -> list[str]:
     return list(rule.tags) if rule.tags else list(config.hashtags)
 
 
@@ -78,27 +82,19 @@ def stream_tag(stream: str) -> str | None:
 # ------------------------------------------------------------------ spike
 
 
-def _spike(conn: Connection, rule: SpikeRule, config: Config, now: datetime) -> list[Finding]:
+def _spike(conn: Connection, rule: SpikeRule, config: RuleContext, now: datetime) -> list[Finding]:
     end = bucket_start(now)  # first bucket not yet complete
     history = timedelta(days=max(rule.baseline_days, rule.rarity_days)) + rule.smooth * BUCKET
     out: list[Finding] = []
     for tag in _tags(rule, config):
-        tb = tag_buckets.c
-        first = conn.execute(select(func.min(tb.bucket_start)).where(tb.tag == tag)).scalar()
+        first = first_bucket(conn, tag)
         labels = {"tag": tag}
         if first is None or first >= end:
             out.append(Finding(labels, False, 0.0, f"#{tag}: no posts yet",
                                annotations={"insufficient_history": "no posts yet"}))
             continue
         start = max(first, end - history)
-        counts = {
-            row.bucket_start: float(row.posts)
-            for row in conn.execute(
-                select(tb.bucket_start, tb.posts).where(
-                    tb.tag == tag, tb.bucket_start >= start, tb.bucket_start < end
-                )
-            )
-        }
+        counts = {at: float(n) for at, n in bucket_posts(conn, tag, start, end).items()}
         detector = SpikeDetector(spike_params(rule))
         at = start
         verdict = None
@@ -131,27 +127,18 @@ def _spike(conn: Connection, rule: SpikeRule, config: Config, now: datetime) -> 
 # ------------------------------------------------------------------ sentiment
 
 
-def _mean_compound(
-    conn: Connection, tag: str, since: datetime, until: datetime
-) -> tuple[int, float | None]:
-    tb = tag_buckets.c
-    row = conn.execute(
-        select(func.coalesce(func.sum(tb.scored), 0), func.coalesce(func.sum(tb.compound_sum), 0.0))
-        .where(tb.tag == tag, tb.bucket_start >= since, tb.bucket_start < until)
-    ).one()
-    scored = int(row[0])
-    return scored, (float(row[1]) / scored if scored else None)
-
-
 def _sentiment(
-    conn: Connection, rule: SentimentShiftRule, config: Config, now: datetime
+    conn: Connection, rule: SentimentShiftRule, config: RuleContext, now: datetime
 ) -> list[Finding]:
     end = bucket_start(now)
     split = end - rule.window
     out: list[Finding] = []
-    for tag in _tags(rule, config):
-        n_now, mean_now = _mean_compound(conn, tag, split, end)
-        n_base, mean_base = _mean_compound(conn, tag, split - rule.baseline, split)
+    tags = _tags(rule, config)
+    recent = window_totals(conn, tags, split, end)
+    before = window_totals(conn, tags, split - rule.baseline, split)
+    for tag in tags:
+        n_now, mean_now = recent[tag].scored, recent[tag].mean_compound
+        n_base, mean_base = before[tag].scored, before[tag].mean_compound
         labels = {"tag": tag}
         window = format_duration(rule.window)
         if mean_now is None or mean_base is None or min(n_now, n_base) < rule.min_scored:
@@ -181,35 +168,8 @@ def _sentiment(
 # ------------------------------------------------------------------ co-tags
 
 
-def _cotag_counts(
-    conn: Connection, tag: str, since: datetime, until: datetime, only: Sequence[str] | None,
-    limit: int,
-) -> tuple[int, dict[str, int]]:
-    a = post_tags.alias("a")
-    b = post_tags.alias("b")
-    total = conn.execute(
-        select(func.count()).select_from(a).where(
-            a.c.tag == tag, a.c.created_at >= since, a.c.created_at < until
-        )
-    ).scalar_one()
-    n = func.count().label("n")
-    stmt = (
-        select(b.c.tag, n)
-        .select_from(a.join(b, and_(a.c.post_id == b.c.post_id, b.c.tag != a.c.tag)))
-        .where(a.c.tag == tag, a.c.created_at >= since, a.c.created_at < until)
-        .group_by(b.c.tag)
-    )
-    if only is not None:
-        if not only:
-            return int(total), {}
-        stmt = stmt.where(b.c.tag.in_(list(only)))
-    else:
-        stmt = stmt.order_by(n.desc(), b.c.tag).limit(limit)
-    return int(total), {row.tag: int(row.n) for row in conn.execute(stmt)}
-
-
 def _cotag(
-    conn: Connection, rule: EmergingCotagRule, config: Config, now: datetime
+    conn: Connection, rule: EmergingCotagRule, config: RuleContext, now: datetime
 ) -> list[Finding]:
     end = bucket_start(now)
     split = end - rule.window
@@ -217,19 +177,18 @@ def _cotag(
     ignored = {t.lstrip("#").casefold() for t in rule.ignore}
     out: list[Finding] = []
     for tag in _tags(rule, config):
-        total, counts = _cotag_counts(conn, tag, split, end, None, 50 + len(followed))
-        if total == 0:
-            continue
+        found = cotags(conn, tag, split, end, 50 + len(followed), tone=False)
         candidates = [
-            (other, n) for other, n in counts.items()
-            if other not in followed and other not in ignored and n >= rule.min_posts
+            c for c in found
+            if c.tag not in followed and c.tag not in ignored and c.posts >= rule.min_posts
         ][: rule.max_candidates]
-        base_total, base_counts = _cotag_counts(
-            conn, tag, split - rule.baseline, split, [c for c, _ in candidates], 0
-        )
-        for other, n in candidates:
-            share = n / total
-            base_share = base_counts.get(other, 0) / base_total if base_total else 0.0
+        before = {c.tag: c.share for c in cotags(
+            conn, tag, split - rule.baseline, split, None, only=[c.tag for c in candidates],
+            tone=False)}
+        for candidate in candidates:
+            other, n, share, total = (candidate.tag, candidate.posts, candidate.share,
+                                      candidate.tag_posts)
+            base_share = before.get(other, 0.0)
             active = share >= rule.min_share and share >= rule.growth * base_share
             summary = (
                 f"#{other} is on {share:.0%} of #{tag} posts over "
@@ -247,15 +206,11 @@ def _cotag(
 
 
 def _flatline(
-    conn: Connection, rule: FlatlineRule, config: Config, now: datetime
+    conn: Connection, rule: FlatlineRule, config: RuleContext, now: datetime
 ) -> list[Finding]:
-    h = stream_health.c
-    stmt = select(h.source, h.stream, h.last_success_at, h.last_post_at, h.posts_collected)
-    if rule.sources:
-        stmt = stmt.where(h.source.in_(rule.sources))
     out: list[Finding] = []
-    for row in conn.execute(stmt.order_by(h.source, h.stream)):
-        if int(row.posts_collected or 0) < rule.min_collected:
+    for row in read_status(conn, sources=rule.sources):
+        if row.posts_collected < rule.min_collected:
             continue  # never yielded posts: nothing "normal" to miss
         tag = stream_tag(row.stream)
         if rule.tags and tag not in rule.tags:
@@ -282,15 +237,3 @@ def _flatline(
         ))
     return out
 
-
-def evaluate_rule(
-    conn: Connection, rule: RuleConfig, config: Config, now: datetime
-) -> list[Finding]:
-    """The findings of one rule at *now* (UTC)."""
-    if isinstance(rule, SpikeRule):
-        return _spike(conn, rule, config, now)
-    if isinstance(rule, SentimentShiftRule):
-        return _sentiment(conn, rule, config, now)
-    if isinstance(rule, EmergingCotagRule):
-        return _cotag(conn, rule, config, now)
-    return _flatline(conn, rule, config, now)

@@ -5,12 +5,16 @@ raises), ``for`` (how long the condition must hold before the alert fires),
 ``repeat_interval`` (how soon a firing alert may be announced again) and
 ``resolve_after`` (how long the condition must stay false before the alert
 resolves). The ``kind`` selects the condition and its own parameters.
+
+Each kind's model subclasses :class:`RuleSettings` and names itself in
+``kind: Literal["…"]``; the config's ``rules:`` union is every model registered
+in :data:`monitor.detect.registry.RULES`.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -21,14 +25,30 @@ __all__ = [
     "EmergingCotagRule",
     "FlatlineRule",
     "RuleConfig",
+    "RuleContext",
+    "RuleSettings",
     "SentimentShiftRule",
     "SpikeRule",
 ]
 
 
-class _RuleBase(BaseModel):
+class RuleContext(Protocol):
+    """What a rule reads of the whole configuration (:class:`monitor.config.Config` is one).
+
+    Rules see this, not ``Config``: the config's rule union is built from the
+    registry that imports the rules, so they must not import the config.
+    """
+
+    @property
+    def hashtags(self) -> list[str]: ...
+
+
+class RuleSettings(BaseModel):
+    """Base of every rule kind's settings; ``kind`` is the config's discriminator."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
+    kind: str
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
     labels: dict[str, str] = Field(default_factory=dict)
     for_: Duration = Field(default=timedelta(0), alias="for")
@@ -46,7 +66,7 @@ class _RuleBase(BaseModel):
         return normalise_tags(values)
 
 
-class SpikeRule(_RuleBase):
+class SpikeRule(RuleSettings):
     """Volume far above the usual for this hour of day and day of week.
 
     Fires when the last ``smooth`` buckets average at least ``factor`` times
@@ -74,7 +94,7 @@ class SpikeRule(_RuleBase):
     rearm_after: Duration = timedelta(hours=12)
 
 
-class SentimentShiftRule(_RuleBase):
+class SentimentShiftRule(RuleSettings):
     """Mean compound sentiment over ``window`` moved from its ``baseline`` mean.
 
     Needs at least ``min_scored`` scored posts in the window (and in the
@@ -89,7 +109,7 @@ class SentimentShiftRule(_RuleBase):
     direction: Literal["both", "down", "up"] = "both"
 
 
-class EmergingCotagRule(_RuleBase):
+class EmergingCotagRule(RuleSettings):
     """A tag not followed yet whose share among a followed tag's posts grows fast.
 
     Share = posts carrying both tags / posts of the followed tag, over
@@ -108,7 +128,7 @@ class EmergingCotagRule(_RuleBase):
     ignore: list[str] = Field(default_factory=list)
 
 
-class FlatlineRule(_RuleBase):
+class FlatlineRule(RuleSettings):
     """A stream that normally yields posts has yielded none (or never succeeded) for ``silent_for``.
 
     Only streams that have collected at least ``min_collected`` posts in their
@@ -121,7 +141,5 @@ class FlatlineRule(_RuleBase):
     sources: list[str] = Field(default_factory=list)  # empty: every source
 
 
-RuleConfig = Annotated[
-    SpikeRule | SentimentShiftRule | EmergingCotagRule | FlatlineRule,
-    Field(discriminator="kind"),
-]
+# what config.py's ``rules:`` list holds, seen by a type checker
+RuleConfig = RuleSettings

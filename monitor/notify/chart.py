@@ -1,19 +1,25 @@
-"""The inline PNG chart and the text sparkline of a tag's recent volume."""
+"""The inline PNG chart and the text sparkline of a tag's recent volume.
+
+The chart needs matplotlib, the ``charts`` extra. Without it
+:func:`render_chart` returns None (logged once) and alert emails go out with
+the text sparkline alone.
+"""
 
 from __future__ import annotations
 
+import functools
 import io
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
-from matplotlib.figure import Figure
-
+from monitor.errors import MissingExtra
 from monitor.sparkline import BARS
 from monitor.sparkline import sparkline as _sparkline
 
-__all__ = ["SPARK_CHARS", "render_chart", "sparkline"]
+__all__ = ["SPARK_CHARS", "charts_available", "render_chart", "sparkline"]
+
+log = logging.getLogger("monitor.notify")
 
 SPARK_CHARS = BARS
 
@@ -29,6 +35,18 @@ def _days(ts: datetime) -> float:
     return ts.timestamp() / 86400.0
 
 
+@functools.cache
+def charts_available() -> bool:
+    """Whether matplotlib imports; the first miss is logged, once per process."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        log.warning("%s; alert emails go out without the chart",
+                    MissingExtra("the email chart", "matplotlib", "charts"))
+        return False
+    return True
+
+
 def render_chart(
     times: Sequence[datetime],
     posts_per_hour: Sequence[float],
@@ -36,12 +54,19 @@ def render_chart(
     tag: str,
     active_since: datetime | None = None,
     firing: bool = True,
-) -> bytes:
+) -> bytes | None:
     """A 700×220 PNG: posts per hour, the alert's active period shaded.
 
     Uses the Agg canvas on a bare Figure (no pyplot state), so it is safe in a
-    worker thread.
+    worker thread. None when matplotlib (the ``charts`` extra) is not installed.
     """
+    if not charts_available():
+        return None
+    # imported here, not at the top: the package works without the charts extra
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(7.0, 2.2), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)

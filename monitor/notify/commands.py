@@ -16,8 +16,8 @@ from monitor.cli import (
     fail,
     get_config,
     open_store,
+    user_errors,
 )
-from monitor.errors import MonitorError
 from monitor.notify.base import Event, Notification, notification_key
 from monitor.notify.email import EmailNotifier, compose
 from monitor.notify.outbox import pending_deliveries
@@ -37,6 +37,7 @@ def _age(ts: datetime | None, now: datetime) -> str:
     return sign + text + ("" if sign else " ago")
 
 
+@user_errors
 def outbox_command(
     config: ConfigOption = None,
     limit: Annotated[int, typer.Option(help="rows to show at most")] = 200,
@@ -44,11 +45,7 @@ def outbox_command(
 ) -> None:
     """List alert notifications not yet delivered, per notifier (retries, last error)."""
     cfg = get_config(config)
-    try:
-        engine = open_store(cfg)
-        rows = pending_deliveries(engine, limit)
-    except MonitorError as exc:
-        fail(str(exc))
+    rows = pending_deliveries(open_store(cfg), limit)
     now = datetime.now(UTC)
     out = [{
         "outbox_id": r.outbox_id, "notifier": r.notifier, "kind": r.kind, "rule": r.rule,
@@ -63,6 +60,7 @@ def outbox_command(
     emit_rows(out, fmt, title="Pending deliveries")
 
 
+@user_errors
 def digest_command(
     config: ConfigOption = None,
     to: Annotated[str | None, typer.Option(help="recipient (default: the first configured)")]
@@ -87,20 +85,17 @@ def digest_command(
     notification = Notification(
         key=notification_key(f"email:{recipient.address}", [event.idempotency_key]),
         notifier=f"email:{recipient.address}", events=(event,))
-    try:
-        engine = open_store(cfg)
-        if not send:
-            msg = compose(cfg, engine, recipient, notification, now)
-            body = msg.get_body(preferencelist=("plain",))
-            console.print(f"Subject: {msg['Subject']}\n", highlight=False, markup=False)
-            console.print(body.get_content() if body else "", highlight=False, markup=False)
-            return
-        if not cfg.notify.email.enabled:
-            fail("notify.email.enabled is false: configure notify.email.smtp first", 2)
-        notifier = EmailNotifier(cfg, recipient, engine=engine)
-        asyncio.run(notifier.send(notification))
-    except MonitorError as exc:
-        fail(str(exc))
+    engine = open_store(cfg)
+    if not send:
+        msg = compose(cfg, engine, recipient, notification, now)
+        body = msg.get_body(preferencelist=("plain",))
+        console.print(f"Subject: {msg['Subject']}\n", highlight=False, markup=False)
+        console.print(body.get_content() if body else "", highlight=False, markup=False)
+        return
+    if not cfg.notify.email.enabled:
+        fail("notify.email.enabled is false: configure notify.email.smtp first", 2)
+    notifier = EmailNotifier(cfg, recipient, engine=engine)
+    asyncio.run(notifier.send(notification))
     console.print(f"digest sent to {recipient.address}", highlight=False)
 
 

@@ -22,24 +22,49 @@ import aiosmtplib
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from sqlalchemy import Engine
 
-from monitor.config import Config
+from monitor.config import Config, PrivacySettings
 from monitor.errors import NotifyError
 from monitor.notify.base import Event, Notification, Notifier
 from monitor.notify.chart import render_chart, sparkline
-from monitor.notify.context import (
-    ExamplePost,
-    cotags,
-    example_posts,
-    hourly_series,
-    window_stats,
-)
 from monitor.notify.settings import Recipient
+from monitor.store.posts import recent_posts
+from monitor.store.queries import cotags
+from monitor.store.windows import compare_periods, hourly_series, window_totals
 from monitor.tags import normalise_tag
 
 __all__ = ["EmailNotifier", "compose", "message_id", "subject_for"]
 
 MAX_CHARTS = 4
 MAX_LISTED = 50  # alerts listed in one email; the rest are counted
+MAX_QUOTE = 280  # characters of a quoted post
+
+
+@dataclass(frozen=True, slots=True)
+class ExamplePost:
+    """A post quoted in an alert: its text on one line, cut to MAX_QUOTE characters."""
+
+    url: str | None
+    text: str
+    created_at: datetime
+    compound: float | None
+
+
+def example_posts(engine: Engine, privacy: PrivacySettings, tag: str, since: datetime,
+                  until: datetime, limit: int) -> list[ExamplePost]:
+    """A few recent posts of *tag*, only when privacy allows quoting them.
+
+    Both ``privacy.store_text`` and ``privacy.example_posts_in_alerts`` must be
+    true; sensitive posts (content warnings) and reposts are never quoted.
+    """
+    if limit <= 0 or not (privacy.store_text and privacy.example_posts_in_alerts):
+        return []
+    out = []
+    for post in recent_posts(engine, tag, limit, since=since, until=until, quotable=True):
+        text = " ".join(str(post.text).split())
+        if len(text) > MAX_QUOTE:
+            text = text[:MAX_QUOTE - 1] + "…"
+        out.append(ExamplePost(post.url, text, post.created_at, post.compound))
+    return out
 
 
 def message_id(key: str) -> str:
@@ -221,20 +246,23 @@ def _alert_content(engine: Engine | None, config: Config, notification: Notifica
     for v in views:
         if engine is None or not v.tag:
             continue
-        hour_ago = now - timedelta(hours=1)
-        v.posts_last_hour, v.sentiment_last_hour = window_stats(engine, v.tag, hour_ago, now)
+        last_hour = window_totals(engine, [v.tag], now - timedelta(hours=1), now)[v.tag]
+        v.posts_last_hour, v.sentiment_last_hour = last_hour.posts, last_hour.mean_compound
         series = hourly_series(engine, v.tag, now - timedelta(days=settings.chart_days), now)
         v.sparkline = sparkline([float(x) for x in series.posts])
         if v.tag not in charted and len(charted) < MAX_CHARTS:
             charted.add(v.tag)
-            cid = f"chart-{notification.key[:16]}-{len(images)}@hashtag-monitor"
-            images.append((cid, render_chart(
-                series.hours, [float(x) for x in series.posts], tag=v.tag,
-                active_since=v.active_since, firing=v.state != "RESOLVED")))
-            v.chart_cid = cid
+            png = render_chart(series.hours, [float(x) for x in series.posts], tag=v.tag,
+                               active_since=v.active_since, firing=v.state != "RESOLVED")
+            if png is not None:  # None without the charts extra: the sparkline stays
+                cid = f"chart-{notification.key[:16]}-{len(images)}@hashtag-monitor"
+                images.append((cid, png))
+                v.chart_cid = cid
             window_start = (v.active_since or now) - timedelta(hours=1)
-            v.cotags = cotags(engine, v.tag, min(window_start, now - timedelta(hours=24)), now,
-                              settings.cotags)
+            if settings.cotags:
+                v.cotags = [(c.tag, c.posts) for c in cotags(
+                    engine, v.tag, min(window_start, now - timedelta(hours=24)), now,
+                    settings.cotags, tone=False)]
             v.examples = example_posts(engine, config.privacy, v.tag, window_start, now,
                                        settings.example_posts)
     subject = subject_for(notification, views)
@@ -274,21 +302,21 @@ def _notice_content(notification: Notification, now: datetime) -> _Rendered:
 def _digest_content(engine: Engine | None, config: Config, recipient: Recipient,
                     notification: Notification, now: datetime) -> _Rendered:
     day = str(notification.events[0].payload.get("date") or now.date().isoformat())
-    tags = recipient.tags or list(config.hashtags)
+    tags = [normalise_tag(t) for t in recipient.tags or list(config.hashtags)]
+    # the last day against the same weekday a week before
+    week = (compare_periods(engine, tags, now - timedelta(days=1), now, back=timedelta(days=7))
+            if engine is not None else {})
     rows = []
     for tag in tags:
-        tag = normalise_tag(tag)
-        posts = prev = 0
-        mood: float | None = None
         spark = ""
         if engine is not None:
-            posts, mood = window_stats(engine, tag, now - timedelta(days=1), now)
-            prev, _ = window_stats(engine, tag, now - timedelta(days=8), now - timedelta(days=7))
             series = hourly_series(engine, tag, now - timedelta(days=7), now)
             spark = sparkline([float(x) for x in series.posts], width=42)
-        change = None if prev == 0 else (posts - prev) / prev * 100.0
-        rows.append({"tag": tag, "posts": posts, "prev": prev, "change": change,
-                     "sentiment": mood, "spark": spark})
+        t = week.get(tag)
+        growth = t.growth if t is not None else None
+        rows.append({"tag": tag, "posts": t.posts if t else 0, "prev": t.previous if t else 0,
+                     "change": None if growth is None else growth * 100.0,
+                     "sentiment": t.mean_compound if t else None, "spark": spark})
     subject = f"[DIGEST] {day}: " + ", ".join(
         f"#{r['tag']} {r['posts']:,}" for r in rows[:4]) + (" …" if len(rows) > 4 else "")
     ctx = {"subject": subject, "day": day, "rows": rows, "now": now,

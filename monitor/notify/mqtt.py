@@ -25,13 +25,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiomqtt
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from monitor.config import Config
 from monitor.errors import NotifyError
 from monitor.notify.base import Event, Notification, Notifier
 from monitor.notify.settings import MqttSettings
-from monitor.store.schema import BUCKET_SECONDS, alerts, tag_buckets
+from monitor.store.alerts import recent_alerts
+from monitor.store.schema import BUCKET_SECONDS
+from monitor.store.windows import window_totals
 
 __all__ = [
     "MqttNotifier",
@@ -197,51 +199,33 @@ def tag_states(engine: Engine, config: Config, now: datetime) -> list[dict[str, 
     last_full = current - bucket
     hour_ago = current - timedelta(hours=1)
     firing: dict[str, list[dict[str, Any]]] = {}
-    with engine.connect() as conn:
-        for row in conn.execute(select(alerts).where(alerts.c.state == "firing")):
-            labels = row.labels if isinstance(row.labels, dict) else {}
-            tag = labels.get("tag")
+    with engine.connect() as conn:  # one connection for the three reads
+        for alert in recent_alerts(conn, ["firing"]):
+            tag = alert.labels.get("tag")
             if not tag:
                 continue
             firing.setdefault(str(tag), []).append({
-                "rule": row.rule, "fingerprint": row.fingerprint,
-                "since": row.active_since.isoformat() if row.active_since else None,
-                "value": row.value, "summary": row.summary,
+                "rule": alert.rule, "fingerprint": alert.fingerprint,
+                "since": alert.active_since.isoformat() if alert.active_since else None,
+                "value": alert.value, "summary": alert.summary,
             })
         tags = list(dict.fromkeys([*config.hashtags, *sorted(firing)]))
-        stats = {
-            r.tag: r for r in conn.execute(
-                select(tag_buckets.c.tag,
-                       func.sum(tag_buckets.c.posts).label("posts"),
-                       func.sum(tag_buckets.c.scored).label("scored"),
-                       func.sum(tag_buckets.c.compound_sum).label("csum"))
-                .where(tag_buckets.c.tag.in_(tags), tag_buckets.c.bucket_start >= hour_ago,
-                       tag_buckets.c.bucket_start < current)
-                .group_by(tag_buckets.c.tag)
-            )
-        }
-        last = {
-            r.tag: int(r.posts) for r in conn.execute(
-                select(tag_buckets.c.tag, tag_buckets.c.posts)
-                .where(tag_buckets.c.tag.in_(tags), tag_buckets.c.bucket_start == last_full)
-            )
-        }
-    out = []
-    for tag in tags:
-        s = stats.get(tag)
-        scored = int(s.scored or 0) if s else 0
-        out.append({
+        hour = window_totals(conn, tags, hour_ago, current)
+        last = window_totals(conn, tags, last_full, current)
+    return [
+        {
             "tag": tag,
             "updated_at": now.isoformat(),
             "bucket_start": last_full.isoformat(),
             "bucket_seconds": BUCKET_SECONDS,
-            "posts_last_bucket": last.get(tag, 0),
-            "posts_last_hour": int(s.posts or 0) if s else 0,
-            "scored_last_hour": scored,
-            "mean_sentiment_last_hour": (float(s.csum) / scored) if s and scored else None,
+            "posts_last_bucket": last[tag].posts,
+            "posts_last_hour": hour[tag].posts,
+            "scored_last_hour": hour[tag].scored,
+            "mean_sentiment_last_hour": hour[tag].mean_compound,
             "firing": firing.get(tag, []),
-        })
-    return out
+        }
+        for tag in tags
+    ]
 
 
 async def publish_tag_states(publisher: MqttPublisher, engine: Engine, config: Config,

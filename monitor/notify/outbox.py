@@ -1,19 +1,16 @@
 """The dispatcher: outbox rows → notifiers, with grouping, an hourly cap and retries.
 
 Guarantee: at-least-once per notifier. Before a notification is sent, its
-idempotency key is written to every ``deliveries`` row it carries (committed),
+idempotency key is claimed on every ``deliveries`` row it carries (committed),
 then it is sent, then the rows are marked delivered. A crash between the send
 and the mark (a window of one local database commit) re-sends the *same*
 members under the *same* key, so the receiver can drop the copy (email:
 identical ``Message-ID``; MQTT: ``idempotency_key`` in the payload).
 
-``deliveries`` columns as used here:
-
-- ``next_attempt_at``: due time; NULL once delivered or given up.
-- ``delivered_at``: when the notification carrying the row went out. Rows sent
-  together share this timestamp, which is how the hourly cap counts messages.
-- ``last_error``: ``[<key>] <status>`` while a notification is in flight or
-  failing; after a hand-over to a "suppressed" notice, says so.
+Each pass: enqueue the digest when due, route new outbox rows to the notifiers
+that accept them, then per notifier load its queue, :func:`~monitor.notify.planning.plan`
+what is due, and send it. What the ``deliveries`` columns mean is in
+:mod:`monitor.store.outbox`; what is sent when is in :mod:`monitor.notify.planning`.
 """
 
 from __future__ import annotations
@@ -21,47 +18,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
-import re
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, select, update
+from sqlalchemy import Engine
 
+from monitor.backoff import Backoff
 from monitor.config import Config
 from monitor.errors import NotifyError
-from monitor.notify.base import Event, Notification, Notifier, notification_key
-from monitor.store.repository import insert_for
-from monitor.store.schema import deliveries, outbox
+from monitor.notify.base import Event, Notification, Notifier
+from monitor.notify.planning import Policy, Queued, plan
+from monitor.notify.settings import RetrySettings
+from monitor.store import outbox as store
+from monitor.store.outbox import Delivery, OutboxEntry
 
-__all__ = ["Dispatcher", "PendingDelivery", "build_notifiers", "pending_deliveries"]
+__all__ = ["Dispatcher", "PendingDelivery", "pending_deliveries", "retry_schedule"]
 
 log = logging.getLogger("monitor.notify")
 
-_MARK = re.compile(r"^\[([0-9a-f]{40})\]")
-_HOUR = timedelta(hours=1)
 SEND_TIMEOUT_S = 120.0
-
-
-def build_notifiers(config: Config, engine: Engine | None = None) -> list[Notifier]:
-    """The notifiers the configuration enables: log, one email per recipient, MQTT."""
-    from monitor.notify.email import EmailNotifier
-    from monitor.notify.log import LogNotifier
-    from monitor.notify.mqtt import MqttNotifier
-
-    settings = config.notify
-    out: list[Notifier] = []
-    if settings.log.enabled:
-        out.append(LogNotifier())
-    if settings.email.enabled:
-        for recipient in settings.email.recipients:
-            out.append(EmailNotifier(config, recipient, engine=engine))
-    if settings.mqtt.enabled:
-        out.append(MqttNotifier(settings.mqtt))
-    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,34 +55,29 @@ class PendingDelivery:
     last_error: str | None
 
 
-@dataclass(slots=True)
-class _Row:
-    event: Event
-    attempts: int
-    next_attempt_at: datetime | None
-    delivered_at: datetime | None
-    last_error: str | None
-
-    @property
-    def marker(self) -> str | None:
-        match = _MARK.match(self.last_error or "")
-        return match.group(1) if match else None
+def _event(entry: OutboxEntry) -> Event:
+    return Event(outbox_id=entry.id, idempotency_key=entry.idempotency_key, kind=entry.kind,
+                 payload=entry.payload, created_at=entry.created_at)
 
 
-def _event(row: Any) -> Event:
-    payload = row.payload if isinstance(row.payload, dict) else {}
-    return Event(
-        outbox_id=int(row.id),
-        idempotency_key=str(row.idempotency_key),
-        kind=str(row.kind),
-        payload=payload,
-        created_at=row.created_at,
-    )
+def _queued(delivery: Delivery) -> Queued:
+    return Queued(_event(delivery.entry), delivery.attempts, delivery.next_attempt_at,
+                  delivery.delivered_at, delivery.claim_key, delivery.claim_notice)
 
 
 def _short(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text[:300]
+
+
+def retry_schedule(retry: RetrySettings) -> Backoff:
+    """The outbox's retry waits: ``notify.retry.initial`` is the shortest first wait.
+
+    The shared equal-jitter :class:`~monitor.backoff.Backoff` draws each wait
+    from the upper half of its step, so its base is twice ``initial``: waits of
+    initial…2×initial, then 2×…4×initial, doubling up to ``notify.retry.max``.
+    """
+    return Backoff.between(2 * retry.initial, retry.max)
 
 
 class Dispatcher:
@@ -126,8 +97,10 @@ class Dispatcher:
         self.engine = engine
         self.config = config
         self.settings = config.notify
+        self.policy = Policy.from_settings(config.notify)
         self.notifiers = list(notifiers)
         self.clock = clock
+        self._backoff = retry_schedule(config.notify.retry)
         self._last_stamp = datetime.min.replace(tzinfo=UTC)
         # a notifier that just failed is left alone until its backoff ends, so a
         # dead server sees one attempt per backoff step, not one per poll
@@ -144,18 +117,18 @@ class Dispatcher:
         """One pass: route new rows, send what is due. Returns notifications sent."""
         now = now or self.clock()
         await asyncio.to_thread(self._enqueue_digest, now)
-        await asyncio.to_thread(self._route, now)
+        await asyncio.to_thread(store.route, self.engine, self._accepting)
         sent = 0
         for notifier in self.notifiers:
             if self._paused_until.get(notifier.name, now) > now:
                 continue
-            plan = await asyncio.to_thread(self._plan, notifier, now)
-            for notification in plan:
+            due = await asyncio.to_thread(self._plan, notifier, now)
+            for notification in due:
                 ok = await self._deliver(notifier, notification, now)
                 if not ok:
                     break  # the notifier is down: the rest wait for their backoff too
                 sent += 1
-        await asyncio.to_thread(self._finish, now)
+        await asyncio.to_thread(store.close_finished, self.engine, now, self._accepting)
         return sent
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
@@ -184,7 +157,12 @@ class Dispatcher:
                     log.warning("notifier %s did not close cleanly: %s", notifier.name,
                                 _short(exc))
 
-    # ---------------------------------------------------------------- routing
+    # ------------------------------------------------------ routing, planning
+
+    def _accepting(self, entry: OutboxEntry) -> list[str]:
+        """The notifiers that want this outbox row (each gets a deliveries row)."""
+        event = _event(entry)
+        return [n.name for n in self.notifiers if n.accepts(event)]
 
     def _enqueue_digest(self, now: datetime) -> None:
         email = self.settings.email
@@ -193,201 +171,19 @@ class Dispatcher:
         if not any(n.wants_digest for n in self.notifiers):
             return
         day = now.date().isoformat()
-        with self.engine.begin() as conn:
-            conn.execute(
-                insert_for(conn, outbox)
-                .values(
-                    idempotency_key=f"digest-{day}",
-                    kind="digest",
-                    payload={"kind": "digest", "date": day, "rule": "digest",
-                             "labels": {}, "state": "digest",
-                             "summary": f"daily digest {day}"},
-                    created_at=now,
-                )
-                .on_conflict_do_nothing(index_elements=["idempotency_key"])
-            )
-
-    def _route(self, now: datetime) -> None:
-        """Create a deliveries row for every (open outbox row, accepting notifier)."""
-        with self.engine.begin() as conn:
-            rows = conn.execute(select(outbox).where(outbox.c.done_at.is_(None))).all()
-            if not rows:
-                return
-            have = {
-                (r.outbox_id, r.notifier)
-                for r in conn.execute(
-                    select(deliveries.c.outbox_id, deliveries.c.notifier).where(
-                        deliveries.c.outbox_id.in_([r.id for r in rows])
-                    )
-                )
-            }
-            new: list[dict[str, Any]] = []
-            for row in rows:
-                event = _event(row)
-                for notifier in self.notifiers:
-                    if (event.outbox_id, notifier.name) in have or not notifier.accepts(event):
-                        continue
-                    new.append({"outbox_id": event.outbox_id, "notifier": notifier.name,
-                                "attempts": 0, "next_attempt_at": event.created_at})
-            if new:
-                conn.execute(
-                    insert_for(conn, deliveries).on_conflict_do_nothing(
-                        index_elements=["outbox_id", "notifier"]
-                    ),
-                    new,
-                )
-
-    def _finish(self, now: datetime) -> None:
-        """Close outbox rows every accepting notifier has delivered (or given up on)."""
-        with self.engine.begin() as conn:
-            rows = conn.execute(select(outbox).where(outbox.c.done_at.is_(None))).all()
-            if not rows:
-                return
-            state: dict[tuple[int, str], bool] = {}
-            for d in conn.execute(
-                select(deliveries).where(deliveries.c.outbox_id.in_([r.id for r in rows]))
-            ):
-                state[(d.outbox_id, d.notifier)] = (
-                    d.delivered_at is not None or d.next_attempt_at is None
-                )
-            done: list[int] = []
-            for row in rows:
-                event = _event(row)
-                wanted = [n.name for n in self.notifiers if n.accepts(event)]
-                if all(state.get((event.outbox_id, name), False) for name in wanted):
-                    done.append(event.outbox_id)
-            if done:
-                conn.execute(update(outbox).where(outbox.c.id.in_(done)).values(done_at=now))
-
-    # --------------------------------------------------------------- planning
-
-    def _load(self, conn: Connection, notifier: str, now: datetime) -> tuple[
-        list[_Row], list[_Row]
-    ]:
-        """(undelivered rows, rows delivered within the last hour / group_interval)."""
-        window = max(_HOUR, self.settings.grouping.group_interval)
-        query = (
-            select(outbox, deliveries.c.attempts, deliveries.c.next_attempt_at,
-                   deliveries.c.delivered_at, deliveries.c.last_error)
-            .join(deliveries, deliveries.c.outbox_id == outbox.c.id)
-            .where(deliveries.c.notifier == notifier)
+        store.enqueue_once(
+            self.engine, key=f"digest-{day}", kind="digest",
+            payload={"kind": "digest", "date": day, "rule": "digest", "labels": {},
+                     "state": "digest", "summary": f"daily digest {day}"},
+            created_at=now,
         )
-        pending = conn.execute(
-            query.where(deliveries.c.delivered_at.is_(None),
-                        deliveries.c.next_attempt_at.is_not(None))
-            .order_by(outbox.c.created_at, outbox.c.id)
-        ).all()
-        recent = conn.execute(
-            query.where(and_(deliveries.c.delivered_at.is_not(None),
-                             deliveries.c.delivered_at > now - window))
-        ).all()
-
-        def wrap(r: Any) -> _Row:
-            return _Row(_event(r), int(r.attempts or 0), r.next_attempt_at, r.delivered_at,
-                        r.last_error)
-
-        return [wrap(r) for r in pending], [wrap(r) for r in recent]
-
-    def _group_of(self, event: Event) -> tuple[tuple[str, str], ...]:
-        return tuple((name, event.group_value(name)) for name in self.settings.grouping.group_by)
 
     def _plan(self, notifier: Notifier, now: datetime) -> list[Notification]:
-        with self.engine.connect() as conn:
-            pending, recent = self._load(conn, notifier.name, now)
-        plan: list[Notification] = []
-
-        # 1. anything already in flight goes again with the same key and members
-        in_flight: dict[str, list[_Row]] = defaultdict(list)
-        fresh: list[_Row] = []
-        for row in pending:
-            (in_flight[row.marker] if row.marker else fresh).append(row)
-        for key, rows in in_flight.items():
-            if min(r.next_attempt_at or now for r in rows) > now:
-                continue
-            # the marker is "[<40 hex>] notice …" for a suppression notice
-            notice = any((r.last_error or "")[43:].startswith("notice") for r in rows)
-            events = tuple(r.event for r in rows)
-            plan.append(Notification(
-                key=key, notifier=notifier.name,
-                events=() if notice else events,
-                suppressed=events if notice else (),
-                group=() if notice else self._group_of(events[0]),
-                cap=self.settings.max_per_recipient_per_hour,
-                attempt=max(r.attempts for r in rows) + 1,
-            ))
-        due = [r for r in fresh if (r.next_attempt_at or now) <= now]
-
-        if not notifier.grouped:
-            for row in due:
-                plan.append(self._single(notifier, row))
-            return plan
-
-        digests = [r for r in due if r.event.kind == "digest"]
-        for row in digests:
-            plan.append(self._single(notifier, row))
-        alerts = [r for r in due if r.event.kind != "digest"]
-
-        grouping = self.settings.grouping
-        last_sent: dict[tuple[tuple[str, str], ...], datetime] = {}
-        for row in recent:
-            if row.event.kind == "digest" or row.delivered_at is None:
-                continue
-            group = self._group_of(row.event)
-            if group not in last_sent or row.delivered_at > last_sent[group]:
-                last_sent[group] = row.delivered_at
-        for planned in plan:  # a re-sent in-flight notification counts as sent now
-            if planned.group:
-                last_sent[planned.group] = max(last_sent.get(planned.group, now), now)
-        groups: dict[tuple[tuple[str, str], ...], list[_Row]] = defaultdict(list)
-        for row in alerts:
-            groups[self._group_of(row.event)].append(row)
-        ready: list[tuple[tuple[tuple[str, str], ...], list[_Row]]] = []
-        for group, rows in groups.items():
-            previous = last_sent.get(group)
-            if previous is not None and now - previous < grouping.group_interval:
-                ready_at = previous + grouping.group_interval
-            else:
-                ready_at = min(r.event.created_at for r in rows) + grouping.group_wait
-            if ready_at <= now:
-                ready.append((group, rows))
-        ready.sort(key=lambda item: min(r.event.created_at for r in item[1]))
-
-        # the hourly cap counts messages (distinct delivered_at), digests excluded
-        sent_in_hour = len({
-            r.delivered_at for r in recent
-            if r.delivered_at is not None and r.delivered_at > now - _HOUR
-            and r.event.kind != "digest"
-        })
-        cap = self.settings.max_per_recipient_per_hour
-        slots = cap - sent_in_hour - len(in_flight)
-        if slots <= 0 or not ready:
-            return plan  # over the cap: due groups wait for the window to move
-        if len(ready) > slots:
-            keep, over = ready[: slots - 1], ready[slots - 1:]
-        else:
-            keep, over = ready, []
-        for group, rows in keep:
-            events = tuple(r.event for r in rows)
-            plan.append(Notification(
-                key=notification_key(notifier.name, [e.idempotency_key for e in events]),
-                notifier=notifier.name, events=events, group=group, cap=cap,
-                attempt=max(r.attempts for r in rows) + 1,
-            ))
-        if over:
-            suppressed = tuple(r.event for _, rows in over for r in rows)
-            plan.append(Notification(
-                key=notification_key(notifier.name, [e.idempotency_key for e in suppressed],
-                                     notice=True),
-                notifier=notifier.name, events=(), suppressed=suppressed, cap=cap,
-            ))
-        return plan
-
-    def _single(self, notifier: Notifier, row: _Row) -> Notification:
-        return Notification(
-            key=notification_key(notifier.name, [row.event.idempotency_key]),
-            notifier=notifier.name, events=(row.event,), group=self._group_of(row.event),
-            cap=self.settings.max_per_recipient_per_hour, attempt=row.attempts + 1,
-        )
+        pending, recent = store.load_deliveries(self.engine, notifier.name, now,
+                                                self.policy.lookback)
+        return plan(notifier.name, grouped=notifier.grouped,
+                    pending=[_queued(d) for d in pending], recent=[_queued(d) for d in recent],
+                    policy=self.policy, now=now)
 
     # --------------------------------------------------------------- delivery
 
@@ -397,65 +193,35 @@ class Dispatcher:
         self._last_stamp = stamp
         return stamp
 
-    def _members_where(self, notification: Notification) -> Any:
-        return and_(
-            deliveries.c.notifier == notification.notifier,
-            deliveries.c.outbox_id.in_([e.outbox_id for e in notification.members]),
-        )
-
-    def _mark_in_flight(self, notification: Notification) -> None:
-        status = "notice sending" if notification.is_notice else "sending"
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(deliveries).where(self._members_where(notification)).values(
-                    attempts=deliveries.c.attempts + 1,
-                    last_error=f"[{notification.key}] {status}",
-                )
-            )
-
-    def _mark_delivered(self, notification: Notification, stamp: datetime) -> None:
-        note = (f"suppressed by the hourly cap; summarised in notice {notification.key}"
-                if notification.is_notice else None)
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(deliveries).where(self._members_where(notification)).values(
-                    delivered_at=stamp, next_attempt_at=None, last_error=note,
-                )
-            )
-
-    def _mark_failed(self, notification: Notification, now: datetime, error: str) -> bool:
+    def _failed(self, notification: Notification, now: datetime, error: str) -> bool:
         """Schedule a retry with backoff; returns False when the rows were given up."""
-        retry = self.settings.retry
         attempt = max(notification.attempt, 1)
-        delay = min(retry.initial * (2 ** (attempt - 1)), retry.max)
-        delay = delay * random.uniform(0.8, 1.0)  # spread retries of many rows
         oldest = min(e.created_at for e in notification.members)
-        give_up = now - oldest >= retry.give_up_after
-        if not give_up:
-            self._paused_until[notification.notifier] = now + delay
-        kind = "notice failed" if notification.is_notice else "failed"
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(deliveries).where(self._members_where(notification)).values(
-                    next_attempt_at=None if give_up else now + delay,
-                    last_error=(
-                        f"[{notification.key}] gave up after {attempt} attempts: {error}"
-                        if give_up else f"[{notification.key}] {kind} (attempt {attempt}): {error}"
-                    ),
-                )
-            )
+        give_up = now - oldest >= self.settings.retry.give_up_after
+        retry_at = None
+        if give_up:
+            text = f"gave up after {attempt} attempts: {error}"
+        else:
+            retry_at = now + timedelta(seconds=self._backoff.delay_after(attempt))
+            self._paused_until[notification.notifier] = retry_at
+            text = f"failed (attempt {attempt}): {error}"
+        store.mark_failed(self.engine, notification.notifier,
+                          [e.outbox_id for e in notification.members], retry_at=retry_at,
+                          error=text)
         return not give_up
 
     async def _deliver(self, notifier: Notifier, notification: Notification,
                        now: datetime) -> bool:
-        await asyncio.to_thread(self._mark_in_flight, notification)
+        members = [e.outbox_id for e in notification.members]
+        await asyncio.to_thread(store.claim, self.engine, notifier.name, members,
+                                key=notification.key, notice=notification.is_notice)
         try:
             await asyncio.wait_for(notifier.send(notification), SEND_TIMEOUT_S)
         except asyncio.CancelledError:
-            raise  # shutdown mid-send: the in-flight mark makes the retry reuse the key
+            raise  # shutdown mid-send: the claim makes the retry reuse the key
         except Exception as exc:
             error = _short(exc)
-            kept = await asyncio.to_thread(self._mark_failed, notification, now, error)
+            kept = await asyncio.to_thread(self._failed, notification, now, error)
             log.warning(
                 "notify: %s could not deliver %s (%d alert%s): %s; %s",
                 notifier.name, notification.key[:12], len(notification.members),
@@ -463,28 +229,19 @@ class Dispatcher:
                 "will retry" if kept else "giving up",
             )
             return False
-        await asyncio.to_thread(self._mark_delivered, notification, self._stamp(now))
+        await asyncio.to_thread(store.mark_delivered, self.engine, notifier.name, members,
+                                self._stamp(now))
         return True
 
 
 def pending_deliveries(engine: Engine, limit: int = 200) -> list[PendingDelivery]:
     """Undelivered (outbox row, notifier) pairs, oldest first."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(outbox, deliveries.c.notifier, deliveries.c.attempts,
-                   deliveries.c.next_attempt_at, deliveries.c.last_error)
-            .join(deliveries, deliveries.c.outbox_id == outbox.c.id)
-            .where(deliveries.c.delivered_at.is_(None))
-            .order_by(outbox.c.created_at, outbox.c.id, deliveries.c.notifier)
-            .limit(limit)
-        ).all()
     out = []
-    for r in rows:
-        event = _event(r)
+    for d in store.undelivered(engine, limit):
+        event = _event(d.entry)
         out.append(PendingDelivery(
-            outbox_id=event.outbox_id, notifier=str(r.notifier), kind=event.kind,
-            rule=event.rule, tag=event.tag, created_at=event.created_at,
-            attempts=int(r.attempts or 0), next_attempt_at=r.next_attempt_at,
-            last_error=r.last_error,
+            outbox_id=event.outbox_id, notifier=d.notifier, kind=event.kind, rule=event.rule,
+            tag=event.tag, created_at=event.created_at, attempts=d.attempts,
+            next_attempt_at=d.next_attempt_at, last_error=d.last_error,
         ))
     return out

@@ -148,7 +148,12 @@ class GroupingSettings(_Strict):
 
 
 class RetrySettings(_Strict):
-    """Backoff while a notifier is down; rows older than ``give_up_after`` stop retrying."""
+    """Backoff while a notifier is down; rows older than ``give_up_after`` stop retrying.
+
+    The shared backoff (:class:`monitor.backoff.Backoff`, equal jitter): the
+    first wait is ``initial`` to 2×``initial``, each next range doubles, and
+    no wait is longer than ``max``.
+    """
 
     initial: Duration = timedelta(seconds=15)
     max: Duration = timedelta(minutes=10)

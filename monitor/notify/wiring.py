@@ -16,7 +16,8 @@ from sqlalchemy import Engine
 from monitor.config import Config
 from monitor.errors import NotifyError
 from monitor.notify.mqtt import MqttNotifier, publish_tag_states
-from monitor.notify.outbox import Dispatcher, build_notifiers
+from monitor.notify.outbox import Dispatcher
+from monitor.notify.registry import build_notifiers
 from monitor.store.schema import BUCKET_SECONDS
 
 __all__ = ["ServiceHooks", "attach"]

@@ -22,11 +22,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from monitor.config import Config
 from monitor.errors import SourceError
 from monitor.models import Batch, Cursor, Post, StreamKey, utc
-from monitor.sources.base import HttpClient, HttpStatusError, JsonResponse
-from monitor.sources.settings import BlueskySearchSource
+from monitor.sources.errors import HttpStatusError
+from monitor.sources.http import HttpClient, JsonResponse
+from monitor.sources.settings import BlueskySearchSource, SourceContext
 
 __all__ = ["BlueskySearchCollector", "parse_post_view", "post_url"]
 
@@ -174,7 +174,7 @@ class BlueskySearchCollector:
     source = SOURCE
     platform = PLATFORM
 
-    def __init__(self, cfg: BlueskySearchSource, config: Config, http: HttpClient) -> None:
+    def __init__(self, cfg: BlueskySearchSource, config: SourceContext, http: HttpClient) -> None:
         self.cfg = cfg
         self.http = http
         self.tags = config.followed(cfg.tags)

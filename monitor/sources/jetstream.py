@@ -1,11 +1,9 @@
 """Bluesky through Jetstream: the JSON firehose, filtered here for the followed tags.
 
 Jetstream (v1 ``/subscribe``) sends every event of the network for the
-collections asked for: about every new post on Bluesky. We keep a post when
-one of its hashtags is followed, looking in this order at the facet tags
-(``app.bsky.richtext.facet#tag``), ``record.tags``, and the hashtags found in
-the text (the same rule the enrichment stage uses), all compared after
-:func:`monitor.tags.normalise_tag`.
+collections asked for: about every new post on Bluesky. Which of them are
+ours is decided in :mod:`monitor.sources.jetstream_events`; this module keeps
+the connection, the batches and the cursor.
 
 Cursor: the ``time_us`` of the last event seen (unix microseconds), saved with
 each batch. A restart or a reconnect asks for ``cursor - rewind`` so nothing
@@ -13,43 +11,44 @@ falls between two connections; the replayed posts are dropped by the unique
 ``at://`` key in the store. A cursor is valid on every Jetstream instance, so a
 failing host is simply replaced by the next one in ``hosts``.
 
-Speed: most events are not ours, so an event is only decoded when its raw
-bytes could hold a followed tag (see :meth:`_Filter.may_match`); the check is
-exact for ASCII events and conservative for the rest.
+Each (re)connect takes a slot of the host's budget from the shared
+:class:`~monitor.sources.ratelimit.HostBudgets` (the same one the HTTP
+transport uses) for the handshake only, a handshake refused with 429 blocks
+the host there, and the wait between reconnects is the shared backoff.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from monitor import __version__
-from monitor.backoff import Backoff
-from monitor.config import Config
-from monitor.enrich.text import extract_hashtags
-from monitor.errors import SourceError
+from monitor.errors import RateLimited, SourceError
 from monitor.models import Batch, Cursor, Post, StreamKey
-from monitor.sources.base import describe_transport_error, format_wait, host_of
-from monitor.sources.settings import JetstreamSource
-from monitor.tags import normalise_tag
+from monitor.sources.errors import describe_transport_error, format_wait
+from monitor.sources.jetstream_events import (
+    PLATFORM,
+    POST_COLLECTION,
+    EventFilter,
+    EventRejected,
+    parse_event,
+    parse_with,
+)
+from monitor.sources.protocols import Sink
+from monitor.sources.ratelimit import HostBudgets, host_of
+from monitor.sources.settings import JetstreamSource, SourceContext
 
 __all__ = ["POST_COLLECTION", "JetstreamCollector", "parse_event"]
 
 log = logging.getLogger("monitor.sources.jetstream")
 
-POST_COLLECTION = "app.bsky.feed.post"
-PLATFORM = "bluesky"  # the same platform as Bluesky search: one at:// uri is one post
-_TAG_FEATURE = "app.bsky.richtext.facet#tag"
 _TIME_US = re.compile(rb'"time_us"\s*:\s*(\d+)')
 # a session that delivered events and then dropped is not a failing host
 _HEALTHY_SESSION_EVENTS = 1
@@ -57,169 +56,12 @@ _LOOKBACK_WARN = 30 * 3600  # seconds; Jetstream replays about 36 h
 _HEARTBEAT = 30.0  # seconds between health updates on a quiet connection
 
 
-class _Filter:
-    """Which raw events are worth decoding, and which decoded posts are ours."""
-
-    def __init__(self, tags: list[str]) -> None:
-        self.tags = frozenset(tags)
-        # ASCII text is unchanged by NFKC and casefold is lower(), so for an
-        # all-ASCII event a followed tag must appear as lowercase bytes.
-        self.needles = tuple(t.encode() for t in self.tags if t.isascii())
-
-    def may_match(self, raw: bytes) -> bool:
-        """False only when *raw* cannot be a followed post nor a post delete."""
-        if b'"delete"' in raw:
-            return True
-        if raw.isascii() and b"\\u" not in raw:
-            low = raw.lower()
-            # a plain loop: measurably faster than any() over a generator on this hot path
-            for needle in self.needles:  # noqa: SIM110
-                if needle in low:
-                    return True
-            return False
-        # Non-ASCII or escaped: NFKC can turn fullwidth or styled letters into
-        # a followed tag, so decode whenever the event carries any hashtag signal.
-        return (
-            b"facet#tag" in raw
-            or b'"tags"' in raw
-            or b"\xef\xbc\x83" in raw  # fullwidth number sign
-            or b"\\u" in raw
-            or raw.count(b"#") > raw.count(b"facet#")
-        )
-
-    def matches(self, record: dict[str, Any]) -> tuple[bool, tuple[str, ...]]:
-        """(is it ours, the platform's own tags: facet tags then record.tags)."""
-        platform_tags: list[str] = []
-        facets = record.get("facets")
-        if isinstance(facets, list):
-            for facet in facets:
-                features = facet.get("features") if isinstance(facet, dict) else None
-                if not isinstance(features, list):
-                    continue
-                for feature in features:
-                    if (isinstance(feature, dict) and feature.get("$type") == _TAG_FEATURE
-                            and isinstance(feature.get("tag"), str)):
-                        platform_tags.append(feature["tag"])
-        extra = record.get("tags")
-        if isinstance(extra, list):
-            platform_tags.extend(t for t in extra if isinstance(t, str))
-        tags = self.tags
-        if any(normalise_tag(t) in tags for t in platform_tags):
-            return True, tuple(platform_tags)
-        text = record.get("text")
-        if isinstance(text, str) and any(t in tags for t in extract_hashtags(text)):
-            return True, tuple(platform_tags)
-        return False, tuple(platform_tags)
-
-
-class _Rejected(Exception):
-    """A followed post that cannot be stored; names the field, never the text."""
-
-    def __init__(self, key: str, field: str, problem: str) -> None:
-        self.key = key
-        self.field = field
-        self.problem = problem
-        super().__init__(f"{key}: {field} {problem}")
-
-
 class _SinkFailed(Exception):
     """The sink (the store) raised; kept apart from connection errors, cause attached."""
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
-
-
-def _to_post(did: str, rkey: str, record: dict[str, Any], tags: tuple[str, ...],
-             time_us: int | None, raw_size: int) -> Post:
-    key = f"at://{did}/{POST_COLLECTION}/{rkey}"
-    text = record.get("text", "")
-    if not isinstance(text, str):
-        raise _Rejected(key, "record.text", f"must be a string, got {type(text).__name__}")
-    created = _parse_time(record.get("createdAt"))
-    if created is None:
-        raise _Rejected(key, "record.createdAt", "is missing or not an ISO-8601 time")
-    if time_us is not None:
-        # createdAt is set by the client; like Bluesky's sortAt, a post cannot
-        # be newer than the moment the network saw it.
-        seen = datetime.fromtimestamp(time_us / 1_000_000, tz=UTC)
-        created = min(created, seen)
-    langs = record.get("langs")
-    lang = langs[0] if isinstance(langs, list) and langs and isinstance(langs[0], str) else None
-    # self-labels (content warnings) as Bluesky search reads them
-    labels = record.get("labels")
-    values = labels.get("values") if isinstance(labels, dict) else None
-    sensitive = isinstance(values, list) and any(
-        isinstance(v, dict) and v.get("val") for v in values)
-    return Post(
-        platform=PLATFORM,
-        key=key,
-        created_at=created,
-        url=f"https://bsky.app/profile/{did}/post/{rkey}",
-        author=did,
-        text=text,
-        lang=lang,
-        tags=tags,
-        is_repost=False,
-        sensitive=sensitive,
-        raw_size=raw_size,
-    )
-
-
-def parse_event(raw: bytes | str, tags: list[str]) -> tuple[str, Post | str | None]:
-    """Decode one Jetstream event: ("post", Post) / ("delete", key) / ("skip", None).
-
-    Raises ``ValueError`` for a frame that is not a Jetstream event and
-    :class:`_Rejected` (a ``ValueError`` too) for a followed post with a bad field.
-    """
-    return _parse(raw, _Filter(tags))
-
-
-def _parse(raw: bytes | str, flt: _Filter) -> tuple[str, Post | str | None]:
-    try:
-        event = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "bad UTF-8"
-        raise ValueError(f"not JSON ({reason})") from None
-    if not isinstance(event, dict):
-        raise ValueError(f"expected an event object, got {type(event).__name__}")
-    if event.get("kind") != "commit":
-        return "skip", None  # identity / account events only move the cursor
-    commit = event.get("commit")
-    did = event.get("did")
-    if not isinstance(commit, dict) or not isinstance(did, str) or not did:
-        raise ValueError("commit event without 'did' or 'commit'")
-    if commit.get("collection") != POST_COLLECTION:
-        return "skip", None
-    rkey = commit.get("rkey")
-    if not isinstance(rkey, str) or not rkey:
-        raise ValueError("commit event without 'rkey'")  # no DID in logs without a post key
-    operation = commit.get("operation")
-    if operation == "delete":
-        return "delete", f"at://{did}/{POST_COLLECTION}/{rkey}"
-    if operation not in ("create", "update"):
-        return "skip", None
-    record = commit.get("record")
-    if not isinstance(record, dict):
-        raise _Rejected(f"at://{did}/{POST_COLLECTION}/{rkey}", "commit.record", "is missing")
-    ours, platform_tags = flt.matches(record)
-    if not ours:
-        return "skip", None
-    time_us = event.get("time_us")
-    return "post", _to_post(did, rkey, record, platform_tags,
-                            time_us if isinstance(time_us, int) else None, len(raw))
-
-
 class JetstreamCollector:
-    """A :class:`~monitor.sources.base.StreamingSource` over Jetstream v1.
+    """A :class:`~monitor.sources.protocols.StreamingSource` over Jetstream v1.
 
     One stream, ``jetstream`` / ``<first host>#*``: its cursor is the
     ``time_us`` of the last event seen. Posts and deletes are handed to the
@@ -230,11 +72,13 @@ class JetstreamCollector:
     source = "jetstream"
     platform = PLATFORM
 
-    def __init__(self, source_cfg: JetstreamSource, config: Config) -> None:
+    def __init__(self, source_cfg: JetstreamSource, config: SourceContext, budgets: HostBudgets
+                 ) -> None:
         self.cfg = source_cfg
         self.config = config
+        self._budgets = budgets
         self.tags = config.followed(source_cfg.tags)
-        self._filter = _Filter(self.tags)
+        self._filter = EventFilter(self.tags)
         self._stream = StreamKey(self.source, host_of(source_cfg.hosts[0]), "*")
         self._host_index = 0
         self._rewind_us = int(source_cfg.rewind.total_seconds() * 1_000_000)
@@ -258,7 +102,7 @@ class JetstreamCollector:
 
     # ------------------------------------------------------------------ running
 
-    async def run(self, cursor: Cursor | None, sink: Callable[[Batch], Awaitable[None]]) -> None:
+    async def run(self, cursor: Cursor | None, sink: Sink) -> None:
         """Consume until cancelled. Reconnects itself, rotating hosts with backoff;
         raises :class:`SourceError` once every host failed in a row (and whatever
         the sink raised), so the supervisor records it in the stream's health
@@ -288,8 +132,8 @@ class JetstreamCollector:
                 log.warning("jetstream: could not store the last batch (%s); it will be "
                             "replayed from the saved cursor", cause)
 
-    async def _connect_loop(self, sink: Callable[[Batch], Awaitable[None]]) -> None:
-        backoff = Backoff.between(self.config.http.backoff_base, self.config.http.backoff_max)
+    async def _connect_loop(self, sink: Sink) -> None:
+        backoff = self._budgets.backoff()
         failures = 0
         while True:
             url = self.cfg.hosts[self._host_index]
@@ -319,21 +163,23 @@ class JetstreamCollector:
         query = urlencode(params)
         return f"{url}{'&' if urlsplit(url).query else '?'}{query}"
 
-    async def _session(self, url: str, sink: Callable[[Batch], Awaitable[None]]
-                       ) -> tuple[str, str]:
+    async def _session(self, url: str, sink: Sink) -> tuple[str, str]:
         """One connection, read until it ends; returns (why it ended, a hint or "")."""
         self._advance_cursor()
         target = self._subscribe_url(url)
         host = host_of(url)
         try:
-            async with connect(
-                target,
-                compression=None,  # JSON over loopback or TLS; deflate costs more CPU than it saves
-                user_agent_header=self._user_agent,
-                open_timeout=self.config.http.timeout.total_seconds(),
-                max_queue=256,
-                max_size=2**22,
-            ) as ws:
+            # the host's slot covers the handshake only: the session runs for hours
+            async with self._budgets.opening(url, f"jetstream {host}"):
+                ws = await connect(
+                    target,
+                    compression=None,  # JSON over loopback or TLS; deflate costs more CPU
+                    user_agent_header=self._user_agent,
+                    open_timeout=self.config.http.timeout.total_seconds(),
+                    max_queue=256,
+                    max_size=2**22,
+                )
+            async with ws:
                 log.info("jetstream %s: connected%s", host,
                          f" (replaying from {_fmt_us(self._cursor_us - self._rewind_us)})"
                          if self._cursor_us is not None else " (live tail)")
@@ -344,8 +190,17 @@ class JetstreamCollector:
                     self._connected = False
         except ConnectionClosed as exc:
             return f"connection dropped ({_close_reason(exc)})", ""
+        except RateLimited as exc:
+            return str(exc).removeprefix(f"jetstream {host}: "), ""
         except InvalidURI as exc:
             return f"invalid URL ({exc})", "check sources[].hosts in the config"
+        except InvalidStatus as exc:
+            answer = exc.response
+            wait = self._budgets.refused(url, answer.status_code, answer.headers)
+            if answer.status_code == 429:
+                after = f"; next connect allowed in {format_wait(wait)}" if wait else ""
+                return f"HTTP 429 (rate limited){after}", ""
+            return f"websocket handshake refused ({exc})", "is this a Jetstream /subscribe URL?"
         except InvalidHandshake as exc:
             return f"websocket handshake refused ({exc})", "is this a Jetstream /subscribe URL?"
         except (OSError, TimeoutError) as exc:
@@ -353,7 +208,7 @@ class JetstreamCollector:
         return "connection closed by the server", ""
 
     async def _consume(self, ws: ClientConnection,
-                       sink: Callable[[Batch], Awaitable[None]]) -> None:
+                       sink: Sink) -> None:
         may_match = self._filter.may_match
         batch_size = self.cfg.batch_size
         recv = ws.recv
@@ -368,8 +223,8 @@ class JetstreamCollector:
 
     def _handle(self, raw: bytes) -> None:
         try:
-            kind, value = _parse(raw, self._filter)
-        except _Rejected as exc:
+            kind, value = parse_with(raw, self._filter)
+        except EventRejected as exc:
             self._rejected += 1
             log.warning("bluesky post %s skipped: %s %s", exc.key, exc.field, exc.problem)
             return
@@ -386,7 +241,7 @@ class JetstreamCollector:
             self._deleted.append(value)
             self._pending += 1
 
-    async def _tick(self, sink: Callable[[Batch], Awaitable[None]]) -> None:
+    async def _tick(self, sink: Sink) -> None:
         interval = max(self.cfg.batch_interval.total_seconds(), 0.01)
         heartbeat = max(self.heartbeat, interval)
         while True:
@@ -411,7 +266,7 @@ class JetstreamCollector:
         if self._cursor_us is None or value > self._cursor_us:
             self._cursor_us = value
 
-    async def _flush(self, sink: Callable[[Batch], Awaitable[None]], *,
+    async def _flush(self, sink: Sink, *,
                      force: bool = False) -> None:
         """Hand over what is pending, with the cursor of the last event seen.
 

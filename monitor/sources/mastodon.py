@@ -15,32 +15,20 @@ post key, so the store keeps it once).
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import re
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import httpx
-
-from monitor.backoff import Backoff
-from monitor.config import Config
 from monitor.errors import SourceError
 from monitor.models import Batch, Cursor, Post, StreamKey, utc
-from monitor.sources.base import (
-    HttpClient,
-    HttpStatusError,
-    JsonResponse,
-    describe_transport_error,
-    format_wait,
-)
-from monitor.sources.settings import MastodonSource
+from monitor.sources.errors import HttpStatusError
+from monitor.sources.http import HttpClient, JsonResponse
+from monitor.sources.settings import MastodonSource, SourceContext
 
-__all__ = ["MastodonCollector", "MastodonLiveCollector", "id_newer", "parse_link_header",
+__all__ = ["MastodonCollector", "StatusRejected", "id_newer", "label_of", "parse_link_header",
            "parse_status"]
 
 log = logging.getLogger("monitor.sources.mastodon")
@@ -74,7 +62,9 @@ def parse_link_header(value: str | None) -> dict[str, str]:
     return {rel: url for url, rel in _LINK.findall(value)}
 
 
-class _Reject(ValueError):
+class StatusRejected(ValueError):
+    """A malformed status; names the field and the problem, never the text."""
+
     def __init__(self, field: str, problem: str) -> None:
         self.field = field
         self.problem = problem
@@ -83,53 +73,53 @@ class _Reject(ValueError):
 
 def _parse_time(value: Any, field: str) -> datetime:
     if not isinstance(value, str):
-        raise _Reject(field, f"expected an ISO-8601 time, got {type(value).__name__}")
+        raise StatusRejected(field, f"expected an ISO-8601 time, got {type(value).__name__}")
     try:
         return utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
     except ValueError:
-        raise _Reject(field, "expected an ISO-8601 time") from None
+        raise StatusRejected(field, "expected an ISO-8601 time") from None
 
 
 def _opt_str(status: Mapping[str, Any], field: str) -> str | None:
     value = status.get(field)
     if value is None or isinstance(value, str):
         return value
-    raise _Reject(field, f"expected a string or null, got {type(value).__name__}")
+    raise StatusRejected(field, f"expected a string or null, got {type(value).__name__}")
 
 
 def parse_status(status: Any, instance: str, raw_size: int = 0) -> Post:
     """A Status entity → Post. Raises ValueError (with ``.field``) for a malformed one."""
     if not isinstance(status, dict):
-        raise _Reject("(status)", f"expected an object, got {type(status).__name__}")
+        raise StatusRejected("(status)", f"expected an object, got {type(status).__name__}")
     uri = status.get("uri")
     if not isinstance(uri, str) or not uri:
-        raise _Reject("uri", "missing or not a string")
+        raise StatusRejected("uri", "missing or not a string")
     created_at = _parse_time(status.get("created_at"), "created_at")
     content = status.get("content")
     if not isinstance(content, str):
-        raise _Reject("content", "missing or not a string")
+        raise StatusRejected("content", "missing or not a string")
     account = status.get("account")
     acct = account.get("acct") if isinstance(account, dict) else None
     if not isinstance(acct, str) or not acct:
-        raise _Reject("account.acct", "missing or not a string")
+        raise StatusRejected("account.acct", "missing or not a string")
     if "@" not in acct:  # local accounts carry no domain; make the handle global
         acct = f"{acct}@{instance}"
     raw_tags = status.get("tags", [])
     if not isinstance(raw_tags, list):
-        raise _Reject("tags", f"expected a list, got {type(raw_tags).__name__}")
+        raise StatusRejected("tags", f"expected a list, got {type(raw_tags).__name__}")
     tags: list[str] = []
     for index, tag in enumerate(raw_tags):
         name = tag.get("name") if isinstance(tag, dict) else None
         if not isinstance(name, str):
-            raise _Reject(f"tags[{index}].name", "missing or not a string")
+            raise StatusRejected(f"tags[{index}].name", "missing or not a string")
         tags.append(name)
     sensitive = status.get("sensitive", False)
     if not isinstance(sensitive, bool):
-        raise _Reject("sensitive", f"expected true/false, got {type(sensitive).__name__}")
+        raise StatusRejected("sensitive", f"expected true/false, got {type(sensitive).__name__}")
     spoiler = _opt_str(status, "spoiler_text") or ""
     reblog = status.get("reblog")
     if reblog is not None and not isinstance(reblog, dict):
-        raise _Reject("reblog", f"expected an object or null, got {type(reblog).__name__}")
+        raise StatusRejected("reblog", f"expected an object or null, got {type(reblog).__name__}")
     return Post(
         platform=PLATFORM,
         key=uri,
@@ -158,7 +148,7 @@ class MastodonCollector:
     source = SOURCE
     platform = PLATFORM
 
-    def __init__(self, cfg: MastodonSource, config: Config, http: HttpClient) -> None:
+    def __init__(self, cfg: MastodonSource, config: SourceContext, http: HttpClient) -> None:
         self.cfg = cfg
         self.http = http
         self.tags = config.followed(cfg.tags)
@@ -209,6 +199,10 @@ class MastodonCollector:
         else:
             log.info("%s: caught up %d pages this tick; continuing next tick",
                      self._label(stream), pages)
+
+    def base_url(self, endpoint: str) -> str:
+        """The API base URL of a configured instance (a stream's ``endpoint``)."""
+        return self._bases[endpoint]
 
     # -- internals ----------------------------------------------------------------
 
@@ -315,9 +309,9 @@ class MastodonCollector:
                 ids.append(sid)
             try:
                 if not isinstance(sid, str) or not sid:
-                    raise _Reject("id", "missing or not a string")
+                    raise StatusRejected("id", "missing or not a string")
                 posts.append(parse_status(status, stream.endpoint, size))
-            except _Reject as exc:
+            except StatusRejected as exc:
                 rejected += 1
                 # the instance-local id names the status without naming its author
                 ref = sid if isinstance(sid, str) and sid else (
@@ -331,178 +325,9 @@ class MastodonCollector:
 
     @staticmethod
     def _label(stream: StreamKey) -> str:
-        return f"{stream.endpoint} #{stream.tag}"
+        return label_of(stream)
 
 
-# ---------------------------------------------------------------------------- live mode
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, error: str | None) -> None:
-        self.status = status
-        self.error = error
-        super().__init__(f"HTTP {status} {error or ''}".strip())
-
-
-class MastodonLiveCollector:
-    """Optional live mode (``streaming: true``): the hashtag stream over SSE.
-
-    ``GET /api/v1/streaming/hashtag?tag=`` on the instance's streaming host
-    (``configuration.urls.streaming`` of ``/api/v2/instance``). Live batches
-    carry no cursor: polling keeps running beside it and stays the source of
-    completeness (a reconnect gap is filled by the next ``min_id`` poll), so
-    live mode only brings posts in within seconds. When an instance refuses
-    the stream (400/401/403/404; hashtag streams need a user token since 4.2)
-    the stream logs one line, is left to polling, and is re-tried hourly.
-    ``delete`` events are passed on as deletions of the status ``uri``.
-    """
-
-    source = SOURCE
-    platform = PLATFORM
-    refused_retry = 3600.0  # seconds before asking a refusing instance again
-    read_timeout = 90.0  # Mastodon sends a heartbeat about every 10 s
-
-    def __init__(self, cfg: MastodonSource, config: Config, http: HttpClient) -> None:
-        self.cfg = cfg
-        self.http = http
-        self.polled = MastodonCollector(cfg, config, http)
-        self._stream_base: dict[str, str] = {}
-        self._uris: dict[str, str] = {}  # instance-local id → uri, for delete events
-        self.connected: set[str] = set()  # stream names currently live (for tests/health)
-
-    def streams(self) -> list[StreamKey]:
-        return self.polled.streams()
-
-    async def run(self, cursor: Cursor | None, sink: Callable[[Batch], Awaitable[None]]) -> None:
-        """One SSE consumer per (instance, tag) until cancelled; *cursor* is not used."""
-        async with asyncio.TaskGroup() as group:
-            for stream in self.streams():
-                group.create_task(self._follow(stream, sink), name=f"live {stream.name}")
-
-    async def _follow(self, stream: StreamKey, sink: Callable[[Batch], Awaitable[None]]) -> None:
-        label = MastodonCollector._label(stream)
-        backoff = Backoff.between(self.http.settings.backoff_base, self.http.settings.backoff_max)
-        while True:
-            started = time.monotonic()
-            try:
-                await self._consume(stream, sink)
-                what, hint = "the server closed the live stream", "polling continues meanwhile"
-            except _Refused as exc:
-                self.connected.discard(stream.name)
-                log.warning("%s: live stream refused (%s); polling every %s instead, asking "
-                            "again in %s%s", label, exc, format_wait(
-                                self.cfg.interval.total_seconds()),
-                            format_wait(self.refused_retry),
-                            "" if self.cfg.access_token else
-                            " (hashtag streams need a user access_token since Mastodon 4.2)")
-                await asyncio.sleep(self.refused_retry)
-                continue
-            except (httpx.TransportError, SourceError) as exc:
-                what, hint = (describe_transport_error(exc)
-                              if isinstance(exc, httpx.TransportError)
-                              else (str(exc), "polling continues meanwhile"))
-            self.connected.discard(stream.name)
-            if time.monotonic() - started > 60:
-                backoff.reset()
-            delay = backoff.next_delay()
-            log.warning("%s: live stream: %s; reconnecting in %s — %s", label, what,
-                        format_wait(delay), hint)
-            await asyncio.sleep(delay)
-
-    async def _streaming_base(self, stream: StreamKey) -> str:
-        base = self.polled._bases[stream.endpoint]
-        known = self._stream_base.get(stream.endpoint)
-        if known is not None:
-            return known
-        found = base
-        try:
-            info, _ = await self.http.get_json(f"{base}/api/v2/instance", stream="instance",
-                                               headers=self._auth())
-            urls = info.get("configuration", {}).get("urls", {}) if isinstance(info, dict) \
-                else {}
-            streaming = urls.get("streaming") if isinstance(urls, dict) else None
-            if isinstance(streaming, str) and "://" in streaming:
-                scheme, rest = streaming.split("://", 1)
-                found = ("https" if scheme in ("wss", "https") else "http") + "://" + \
-                    rest.rstrip("/")
-        except SourceError:
-            pass  # older servers: the streaming API lives on the same host
-        self._stream_base[stream.endpoint] = found
-        return found
-
-    def _auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.cfg.access_token}"} if self.cfg.access_token \
-            else {}
-
-    async def _consume(self, stream: StreamKey, sink: Callable[[Batch], Awaitable[None]]
-                       ) -> None:
-        base = await self._streaming_base(stream)
-        headers = {**self._auth(), "Accept": "text/event-stream"}
-        timeout = httpx.Timeout(self.http.settings.timeout.total_seconds(),
-                                read=self.read_timeout)
-        async with self.http.client.stream(
-            "GET", f"{base}/api/v1/streaming/hashtag", params={"tag": stream.tag},
-            headers=headers, timeout=timeout,
-        ) as response:
-            if response.status_code in (400, 401, 403, 404, 422):
-                body = await response.aread()
-                error = None
-                try:
-                    data = json.loads(body)
-                    error = data.get("error") if isinstance(data, dict) else None
-                except ValueError:
-                    pass
-                raise _Refused(response.status_code, error if isinstance(error, str) else None)
-            if response.status_code != 200:
-                raise SourceError(f"HTTP {response.status_code}", status=response.status_code)
-            self.connected.add(stream.name)
-            log.info("%s: live stream connected", MastodonCollector._label(stream))
-            event, data_lines = "message", list[str]()
-            async for line in response.aiter_lines():
-                if line.startswith(":"):
-                    continue  # heartbeat
-                if line == "":
-                    if data_lines:
-                        await self._dispatch(stream, event, "\n".join(data_lines), sink)
-                    event, data_lines = "message", []
-                    continue
-                name, _, value = line.partition(":")
-                value = value.removeprefix(" ")
-                if name == "event":
-                    event = value
-                elif name == "data":
-                    data_lines.append(value)
-
-    async def _dispatch(self, stream: StreamKey, event: str, data: str,
-                        sink: Callable[[Batch], Awaitable[None]]) -> None:
-        if event == "update":
-            try:
-                status = json.loads(data)
-            except ValueError:
-                log.warning("mastodon: live update on %s is not valid JSON; skipped",
-                            MastodonCollector._label(stream))
-                await sink(Batch(stream=stream, rejected=1))
-                return
-            sid = status.get("id") if isinstance(status, dict) else None
-            try:
-                if not isinstance(sid, str) or not sid:
-                    raise _Reject("id", "missing or not a string")
-                post = parse_status(status, stream.endpoint, len(data))
-            except _Reject as exc:
-                log.warning("mastodon: skipped status %s on %s: field %s %s",
-                            sid or "(no id)", MastodonCollector._label(stream), exc.field,
-                            exc.problem)
-                await sink(Batch(stream=stream, rejected=1))
-                return
-            self._remember(sid, post.key)
-            await sink(Batch(stream=stream, posts=(post,)))
-        elif event == "delete":
-            uri = self._uris.get(data.strip())
-            if uri is not None:
-                await sink(Batch(stream=stream, deleted=(uri,)))
-
-    def _remember(self, sid: str, uri: str) -> None:
-        self._uris[sid] = uri
-        if len(self._uris) > 20_000:
-            for old in list(self._uris)[:5_000]:
-                del self._uris[old]
+def label_of(stream: StreamKey) -> str:
+    """How log lines name a Mastodon stream: ``instance #tag``."""
+    return f"{stream.endpoint} #{stream.tag}"

@@ -1,67 +1,101 @@
-"""config.yaml ``sources:`` → collector objects.
+"""Source types: config.yaml ``sources[].type`` → settings model and collectors.
 
-Adding a platform means adding a module and one entry in ``_BUILDERS``; the
-service never switches on the source type itself.
+:data:`SOURCES` holds one :class:`SourceKind` per type: its name (the
+``type:`` in config), its settings model (a :class:`SourceSettings` subclass,
+which the config's ``sources:`` union is built from) and the builder that turns
+one configured source into collectors. The built-in types are the tuple below;
+an installed plugin adds one through the ``hashtag_monitor.sources`` entry-point
+group (see docs/extending.md). The service never switches on the source type.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
-from monitor.config import Config
 from monitor.errors import ConfigError
-from monitor.sources.base import HttpClient, PolledSource, StreamingSource
-from monitor.sources.settings import BlueskySearchSource, JetstreamSource, MastodonSource
+from monitor.registry import ENTRY_POINT_PREFIX, Registry, UnknownKind, require_tag
+from monitor.sources.bluesky import BlueskySearchCollector
+from monitor.sources.http import HttpClient
+from monitor.sources.jetstream import JetstreamCollector
+from monitor.sources.mastodon import MastodonCollector
+from monitor.sources.mastodon_live import MastodonLiveCollector
+from monitor.sources.protocols import PolledSource, StreamingSource
+from monitor.sources.settings import (
+    BlueskySearchSource,
+    JetstreamSource,
+    MastodonSource,
+    SourceContext,
+    SourceSettings,
+)
 
-__all__ = ["build_sources"]
+__all__ = ["SOURCES", "Collector", "SourceKind", "build_sources"]
 
 Collector = PolledSource | StreamingSource
+S = TypeVar("S", bound=SourceSettings)
 
 
-def _mastodon(cfg: object, config: Config, http: HttpClient) -> list[Collector]:
-    from monitor.sources.mastodon import MastodonCollector, MastodonLiveCollector
+@dataclass(frozen=True, slots=True)
+class SourceKind(Generic[S]):
+    """One source type: ``type:`` name, settings model, and how to build its collectors."""
 
-    assert isinstance(cfg, MastodonSource)
-    polled: list[Collector] = [MastodonCollector(cfg, config, http)]
+    name: str
+    settings: type[S]
+    # one configured source → its collectors (usually one; Mastodon live mode adds a second)
+    build: Callable[[S, SourceContext, HttpClient], Sequence[Collector]]
+
+
+def _mastodon(cfg: MastodonSource, config: SourceContext, http: HttpClient) -> list[Collector]:
+    polled = MastodonCollector(cfg, config, http)
     # live mode rides beside polling, which keeps the cursor and fills any gap
-    return [*polled, MastodonLiveCollector(cfg, config, http)] if cfg.streaming else polled
+    return [polled, MastodonLiveCollector(cfg, config, http)] if cfg.streaming else [polled]
 
 
-def _bluesky_search(cfg: object, config: Config, http: HttpClient) -> list[Collector]:
-    from monitor.sources.bluesky import BlueskySearchCollector
-
-    assert isinstance(cfg, BlueskySearchSource)
+def _bluesky_search(
+    cfg: BlueskySearchSource, config: SourceContext, http: HttpClient
+) -> list[Collector]:
     return [BlueskySearchCollector(cfg, config, http)]
 
 
-def _jetstream(cfg: object, config: Config, http: HttpClient) -> list[Collector]:
-    # imported lazily: the Jetstream consumer lives in its own module and pulls in websockets
-    module = importlib.import_module("monitor.sources.jetstream")
-    collector: Collector = module.JetstreamCollector(cfg, config)
-    return [collector]
+def _jetstream(cfg: JetstreamSource, config: SourceContext, http: HttpClient) -> list[Collector]:
+    # a websocket, not HTTP: it only takes its connect slots from the shared per-host budget
+    return [JetstreamCollector(cfg, config, http.budgets)]
 
 
-_BUILDERS: dict[type, Callable[[object, Config, HttpClient], list[Collector]]] = {
-    MastodonSource: _mastodon,
-    BlueskySearchSource: _bluesky_search,
-    JetstreamSource: _jetstream,
-}
+def _check(kind: SourceKind[Any]) -> None:
+    if not (isinstance(kind.settings, type) and issubclass(kind.settings, SourceSettings)):
+        raise TypeError(f"source type {kind.name!r}: settings must subclass SourceSettings")
+    require_tag(kind.settings, "type", kind.name)
 
 
-def build_sources(config: Config, http: HttpClient) -> list[PolledSource | StreamingSource]:
+SOURCES: Registry[SourceKind[Any]] = Registry(
+    "source type",
+    ENTRY_POINT_PREFIX + "sources",
+    SourceKind,
+    (
+        SourceKind("mastodon", MastodonSource, _mastodon),
+        SourceKind("bluesky_search", BlueskySearchSource, _bluesky_search),
+        SourceKind("jetstream", JetstreamSource, _jetstream),
+    ),
+    check=_check,
+)
+
+
+def build_sources(config: SourceContext, http: HttpClient) -> list[Collector]:
     """The collectors of every configured source, in config order.
 
     A Mastodon source with ``streaming: true`` gives two: the polled collector
     and its live (SSE) companion.
 
-    Raises ConfigError naming ``sources[i]`` when a source cannot be built.
+    Raises ConfigError naming ``sources[i]`` when a source's type is not registered
+    (possible only if it was unregistered after the config was loaded).
     """
-    out: list[PolledSource | StreamingSource] = []
+    out: list[Collector] = []
     for index, cfg in enumerate(config.sources):
-        builder = _BUILDERS.get(type(cfg))
-        if builder is None:
-            raise ConfigError("config", f"sources[{index}]",
-                              f"no collector for source type {type(cfg).__name__!r}")
-        out.extend(builder(cfg, config, http))
+        try:
+            kind = SOURCES.get(cfg.type)
+        except UnknownKind as exc:
+            raise ConfigError("config", f"sources[{index}].type", str(exc)) from None
+        out.extend(kind.build(cfg, config, http))
     return out

@@ -1,9 +1,15 @@
-"""Configuration of the network sources (config.yaml ``sources:`` and ``http:``)."""
+"""Configuration of the network sources (config.yaml ``sources:`` and ``http:``).
+
+Each source type's settings model subclasses :class:`SourceSettings` and names
+itself in ``type: Literal["…"]``; the config's ``sources:`` union is every model
+registered in :data:`monitor.sources.registry.SOURCES`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,6 +21,8 @@ __all__ = [
     "JetstreamSource",
     "MastodonSource",
     "SourceConfig",
+    "SourceContext",
+    "SourceSettings",
 ]
 
 
@@ -34,7 +42,38 @@ class HttpSettings(_Strict):
     per_host_min_interval: Duration = timedelta(milliseconds=250)
 
 
-class MastodonSource(_Strict):
+class SourceSettings(_Strict):
+    """Base of every source type's settings; ``type`` is the config's discriminator."""
+
+    type: str
+
+
+# what config.py's ``sources:`` list holds, seen by a type checker
+SourceConfig = SourceSettings
+
+
+class SourceContext(Protocol):
+    """What a collector reads of the whole configuration (:class:`monitor.config.Config` is one).
+
+    Collectors see this, not ``Config``: the config's source union is built from
+    the registry that imports the collectors, so they must not import the config.
+    """
+
+    @property
+    def hashtags(self) -> list[str]: ...
+
+    @property
+    def http(self) -> HttpSettings: ...
+
+    @property
+    def sources(self) -> Sequence[SourceSettings]: ...
+
+    def followed(self, override: list[str] | None = None) -> list[str]:
+        """Tags for a source: its own list if given, else the top-level hashtags."""
+        ...
+
+
+class MastodonSource(SourceSettings):
     """Tag timelines on one or more Mastodon-API instances."""
 
     type: Literal["mastodon"]
@@ -48,7 +87,7 @@ class MastodonSource(_Strict):
     streaming: bool = False
 
 
-class BlueskySearchSource(_Strict):
+class BlueskySearchSource(SourceSettings):
     """app.bsky.feed.searchPosts by tag, newest first."""
 
     type: Literal["bluesky_search"]
@@ -63,7 +102,7 @@ class BlueskySearchSource(_Strict):
     page_limit: int = Field(default=100, ge=1, le=100)
 
 
-class JetstreamSource(_Strict):
+class JetstreamSource(SourceSettings):
     """The Bluesky Jetstream firehose, filtered locally for the followed tags."""
 
     type: Literal["jetstream"]
@@ -81,8 +120,3 @@ class JetstreamSource(_Strict):
     batch_size: int = Field(default=200, ge=1)
     batch_interval: Duration = timedelta(seconds=2)
 
-
-SourceConfig = Annotated[
-    MastodonSource | BlueskySearchSource | JetstreamSource,
-    Field(discriminator="type"),
-]

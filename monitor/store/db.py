@@ -1,21 +1,38 @@
-"""Engines and migrations for SQLite and PostgreSQL alike."""
+"""Engines and migrations for SQLite and PostgreSQL alike.
+
+Only the commands that set a database up (``init-db``, ``import``, ``run``) call
+:func:`migrate`; everything else calls :func:`check_schema`, which never
+changes the schema and says to run ``monitor init-db`` when it is behind.
+"""
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from monitor.errors import StoreError
 
-__all__ = ["MIGRATIONS_DIR", "make_engine", "migrate", "redact_url"]
+__all__ = ["MIGRATIONS_DIR", "SchemaMismatch", "check_schema", "make_engine", "migrate",
+           "redact_url"]
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
+# The top-level migrations/ directory is installed as the package monitor.migrations
+# (see setup.py), so it is found the same way in a checkout, an editable install and
+# a wheel installed anywhere. Alembic reads scripts from a real directory, which
+# every installer but a zipped one gives.
+MIGRATIONS_DIR = Path(str(resources.files("monitor.migrations")))
+
+
+class SchemaMismatch(StoreError):
+    """The database is not at this monitor's schema, and a read must not migrate it."""
 
 
 def redact_url(url: str) -> str:
@@ -58,16 +75,66 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     return create_engine(parsed, echo=echo, pool_pre_ping=True)
 
 
-def migrate(engine: Engine, revision: str = "heads") -> None:
-    """Run Alembic migrations up to *revision* (all branches by default)."""
+def _alembic_config() -> AlembicConfig:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return cfg
+
+
+def _first_line(exc: OperationalError) -> str:
+    return str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+
+
+def migrate(engine: Engine, revision: str = "heads") -> None:
+    """Run Alembic migrations up to *revision* (all branches by default)."""
+    cfg = _alembic_config()
     try:
         with engine.begin() as connection:
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, revision)
     except OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         raise StoreError(
-            f"cannot migrate {redact_url(engine.url.render_as_string())}: {reason}"
+            f"cannot migrate {redact_url(engine.url.render_as_string())}: {_first_line(exc)}"
         ) from None
+
+
+def _missing_sqlite_file(engine: Engine) -> bool:
+    url = engine.url
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:" \
+            or database.startswith("file:"):
+        return False
+    return not Path(database).expanduser().exists()
+
+
+def check_schema(engine: Engine) -> None:
+    """Raise :class:`SchemaMismatch` unless the database is at this monitor's latest revision.
+
+    Reads the revision only: no table is created, and a missing SQLite file is
+    not created either.
+    """
+    where = redact_url(engine.url.render_as_string())
+    script = ScriptDirectory.from_config(_alembic_config())
+    needed = set(script.get_heads())
+    if _missing_sqlite_file(engine):
+        current: set[str] = set()
+    else:
+        try:
+            with engine.connect() as conn:
+                current = set(MigrationContext.configure(conn).get_current_heads())
+        except OperationalError as exc:
+            raise StoreError(f"cannot open {where}: {_first_line(exc)}") from None
+    if current == needed:
+        return
+    needs = ", ".join(sorted(needed))
+    if not current:
+        raise SchemaMismatch(f"the database at {where} has no schema yet, this monitor needs "
+                           f"{needs}: run 'monitor init-db'")
+    known = {rev.revision for rev in script.walk_revisions()}
+    unknown = sorted(current - known)
+    if unknown:
+        raise SchemaMismatch(f"the database at {where} is at revision {', '.join(unknown)}, which "
+                           "this monitor does not know: it was migrated by a newer "
+                           "hashtag-monitor, upgrade this one")
+    raise SchemaMismatch(f"the database at {where} is at revision {', '.join(sorted(current))}, "
+                       f"this monitor needs {needs}: run 'monitor init-db'")

@@ -1,8 +1,12 @@
-"""Trend reads over the store: per-step series, top tags, co-occurring tags.
+"""Trend reads over a range: per-step series, top tags, co-occurring tags.
 
-Everything here is a GROUP BY in SQL over ``tag_buckets`` (5-minute rollups) or
-``post_tags``; Python only fills empty steps and turns rows into records. The
-same functions answer on SQLite and PostgreSQL.
+Used by the dashboard, the CLI, the detector (co-tag counts) and the emails
+(co-tags); :mod:`monitor.store.windows` holds the per-tag window reads.
+Everything here is a GROUP BY in SQL over ``tag_buckets`` (5-minute rollups)
+or ``post_tags``; Python only fills empty steps and turns rows into records.
+The same functions answer on SQLite and PostgreSQL. Each takes a
+:data:`~monitor.store.reading.Reader` (an engine, or a connection to read
+inside a caller's transaction).
 
 Time ranges are half-open ``[since, until)`` in UTC. Series steps are aligned to
 UTC step boundaries counted from the Unix epoch (so ``1h`` starts on the hour and
@@ -20,18 +24,17 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
-    Engine,
     Float,
     and_,
     case,
     cast,
-    distinct,
     func,
     literal_column,
     select,
 )
 
 from monitor.errors import InputError
+from monitor.store.reading import Reader, reading
 from monitor.store.schema import BUCKET_SECONDS, post_tags, posts, tag_buckets
 
 __all__ = [
@@ -84,8 +87,9 @@ class TagTotal:
 class CoTag:
     """A tag seen on the same posts as the queried tag.
 
-    ``share`` is the fraction of the queried tag's posts that also carry this
-    tag; ``mean_compound`` is over those shared posts that were scored.
+    ``share`` is ``posts / tag_posts``: the fraction of the queried tag's posts
+    that also carry this tag; ``mean_compound`` is over those shared posts that
+    were scored (0 and None when the tone was not asked for).
     """
 
     tag: str
@@ -93,6 +97,7 @@ class CoTag:
     share: float
     scored: int
     mean_compound: float | None
+    tag_posts: int  # posts of the queried tag in the range
 
 
 def _utc(dt: datetime) -> datetime:
@@ -121,7 +126,7 @@ def align_range(since: datetime, until: datetime, step: int) -> tuple[datetime, 
     return datetime.fromtimestamp(start, tz=UTC), datetime.fromtimestamp(end, tz=UTC)
 
 
-def _bucket_epoch(engine: Engine, column: Any, step: int) -> ColumnElement[int]:
+def _bucket_epoch(engine: Reader, column: Any, step: int) -> ColumnElement[int]:
     """The epoch second of the step holding *column*, in the engine's SQL dialect.
 
     The step is rendered as a literal (it is a validated int) so the same
@@ -139,14 +144,14 @@ def _bucket_epoch(engine: Engine, column: Any, step: int) -> ColumnElement[int]:
     return cast(epoch, BigInteger)
 
 
-def _sqlite_has_unixepoch(engine: Engine) -> bool:
+def _sqlite_has_unixepoch(engine: Reader) -> bool:
     """unixepoch() (SQLite 3.38+) is cheaper than strftime('%s') and exact for our text."""
     version = getattr(engine.dialect.dbapi, "sqlite_version_info", (0,))
     return tuple(version) >= (3, 38)
 
 
 def series(
-    engine: Engine,
+    engine: Reader,
     tags: Sequence[str],
     since: datetime,
     until: datetime,
@@ -184,7 +189,7 @@ def series(
     )
     first = int(start.timestamp())
     found: dict[tuple[str, int], SeriesPoint] = {}
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         for tag, epoch, n, scored, csum, pos, neu, neg in conn.execute(stmt):
             epoch = int(epoch)
             scored = int(scored or 0)
@@ -206,7 +211,7 @@ def series(
 
 
 def top_tags(
-    engine: Engine,
+    engine: Reader,
     since: datetime,
     until: datetime,
     limit: int = 20,
@@ -248,7 +253,7 @@ def top_tags(
             .order_by(case((previous == 0, 0), else_=1), ratio.desc(), current.desc(), b.tag)
             .limit(limit)
         )
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         rows = conn.execute(stmt).all()
     out = []
     for row in rows:
@@ -267,43 +272,59 @@ def top_tags(
 
 
 def cotags(
-    engine: Engine, tag: str, since: datetime, until: datetime, limit: int = 20
+    db: Reader,
+    tag: str,
+    since: datetime,
+    until: datetime,
+    limit: int | None = 20,
+    *,
+    only: Sequence[str] | None = None,
+    tone: bool = True,
 ) -> list[CoTag]:
-    """Tags found on the same posts as *tag* in ``[since, until)``, most frequent first."""
-    if limit <= 0:
+    """Tags found on the same posts as *tag* in ``[since, until)``, most frequent first.
+
+    *only* counts just those tags (what the emerging co-tag rule needs for its
+    baseline) and *limit* None lists all. ``tone=False`` skips the join to
+    ``posts``: callers that only count (the rule, the email) do not pay for it.
+    Empty when *tag* has no posts in the range.
+    """
+    if limit is not None and limit <= 0:
         raise InputError("limit", f"expected a positive number, got {limit}")
+    if only is not None and not only:
+        return []
     since, until = _utc(since), _utc(until)
     a = post_tags.alias("a")
     o = post_tags.alias("o")
     in_range = and_(a.c.tag == tag, a.c.created_at >= since, a.c.created_at < until)
-    with engine.connect() as conn:
-        total = int(conn.execute(select(func.count(distinct(a.c.post_id))).where(in_range))
+    n = func.count().label("posts")
+    joined = a.join(o, and_(o.c.post_id == a.c.post_id, o.c.tag != a.c.tag))
+    if tone:
+        stmt = select(o.c.tag, n, func.count(posts.c.compound).label("scored"),
+                      func.avg(posts.c.compound).label("mean_compound"))
+        joined = joined.join(posts, posts.c.id == a.c.post_id)
+    else:
+        stmt = select(o.c.tag, n)
+    stmt = stmt.select_from(joined).where(in_range).group_by(o.c.tag).order_by(n.desc(), o.c.tag)
+    if only is not None:
+        stmt = stmt.where(o.c.tag.in_(list(only)))
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    with reading(db) as conn:
+        # (post_id, tag) is the primary key: one row per post, so count(*) counts posts
+        total = int(conn.execute(select(func.count()).select_from(a).where(in_range))
                     .scalar_one())
         if total == 0:
             return []
-        n = func.count().label("posts")
-        stmt = (
-            select(
-                o.c.tag,
-                n,
-                func.count(posts.c.compound).label("scored"),
-                func.avg(posts.c.compound).label("mean_compound"),
-            )
-            .select_from(a.join(o, and_(o.c.post_id == a.c.post_id, o.c.tag != a.c.tag))
-                         .join(posts, posts.c.id == a.c.post_id))
-            .where(in_range)
-            .group_by(o.c.tag)
-            .order_by(n.desc(), o.c.tag)
-            .limit(limit)
-        )
         rows = conn.execute(stmt).all()
     return [
         CoTag(
             tag=row.tag,
             posts=int(row.posts),
             share=int(row.posts) / total,
-            scored=int(row.scored),
-            mean_compound=None if row.mean_compound is None else float(row.mean_compound),
+            scored=int(row.scored) if tone else 0,
+            mean_compound=(float(row.mean_compound)
+                           if tone and row.mean_compound is not None else None),
+            tag_posts=total,
         )
         for row in rows
     ]

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -200,7 +201,12 @@ alerts = Table(
     Column("last_eval_at", UTCDateTime()),
     Column("value", Float),
     Column("summary", Text),
-    Column("annotations", JSON, nullable=False, default=dict),
+    Column("annotations", JSON, nullable=False, default=dict),  # what the rule reported
+    # lifecycle counters (monitor.detect.lifecycle.AlertState): announcements in
+    # this firing episode (part of the outbox idempotency key), and when the last
+    # "firing" page went out (rearm_after)
+    Column("notify_seq", Integer, nullable=False, default=0, server_default="0"),
+    Column("incident_at", UTCDateTime()),
     Index("ix_alerts_state", "state"),
 )
 
@@ -237,5 +243,10 @@ deliveries = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", UTCDateTime()),
     Column("delivered_at", UTCDateTime()),
-    Column("last_error", Text),
+    Column("last_error", Text),  # for people: the last failure, never parsed
+    # the notification carrying this row: its idempotency key, written before the
+    # send (so a retry after a crash reuses the key and the members) and kept after
+    # delivery; claim_notice: that notification is an hourly-cap "suppressed" notice
+    Column("claim_key", String(40)),
+    Column("claim_notice", Boolean, nullable=False, default=False, server_default=false()),
 )

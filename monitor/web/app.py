@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import Engine, func, or_, select, text
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -48,8 +48,10 @@ from monitor.analyse.timerange import auto_step, parse_range, parse_step
 from monitor.config import Config
 from monitor.errors import InputError, MonitorError
 from monitor.metrics import build_registry
+from monitor.store.alerts import recent_alerts
+from monitor.store.health import database_answers, read_status
+from monitor.store.posts import recent_posts
 from monitor.store.queries import cotags, series, top_tags
-from monitor.store.schema import alerts, post_tags, posts, stream_health
 from monitor.tags import normalise_tag
 
 __all__ = ["create_app"]
@@ -207,16 +209,9 @@ class _Api:
         if state not in ("active", "all", "firing", "pending", "resolved"):
             raise InputError("state", f"expected active, all, firing, pending or resolved, "
                                       f"got {state!r}")
-        c = alerts.c
-        stmt = select(alerts).order_by(
-            func.coalesce(c.fired_at, c.active_since, c.last_eval_at).desc(), c.id.desc()
-        ).limit(_limit(request, 100))
-        if state == "active":
-            stmt = stmt.where(or_(c.state == "firing", c.state == "pending"))
-        elif state != "all":
-            stmt = stmt.where(c.state == state)
-        with self.engine.connect() as conn:
-            rows = conn.execute(stmt).all()
+        states = (None if state == "all" else ("firing", "pending") if state == "active"
+                  else (state,))
+        rows = recent_alerts(self.engine, states, limit=_limit(request, 100))
         return JSONResponse({"alerts": [
             {"id": r.id, "rule": r.rule, "labels": r.labels, "state": r.state,
              "active_since": _iso(r.active_since), "fired_at": _iso(r.fired_at),
@@ -225,26 +220,15 @@ class _Api:
 
     def posts(self, request: Request) -> JSONResponse:
         tag = _tag(request.query_params.get("tag"), "tag")
-        p = posts.c
-        stmt = (
-            select(p.platform, p.url, p.created_at, p.lang, p.text, p.sensitive, p.compound)
-            .join(post_tags, post_tags.c.post_id == p.id)
-            .where(post_tags.c.tag == tag)
-            .order_by(post_tags.c.created_at.desc(), p.id.desc())
-            .limit(_limit(request, 20))
-        )
+        rows = recent_posts(self.engine, tag, _limit(request, 20))
         show_text = self.config.privacy.store_text
-        with self.engine.connect() as conn:
-            rows = conn.execute(stmt).all()
         return JSONResponse({"tag": tag, "text_stored": show_text, "posts": [
             {"platform": r.platform, "url": r.url, "created_at": _iso(r.created_at),
              "lang": r.lang, "text": r.text if show_text else None, "sensitive": r.sensitive,
              "compound": r.compound} for r in rows]})
 
     def health(self, request: Request) -> JSONResponse:
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(stream_health).order_by(
-                stream_health.c.source, stream_health.c.stream)).all()
+        rows = read_status(self.engine)
         return JSONResponse({"streams": [
             {"source": r.source, "stream": r.stream, "last_success_at": _iso(r.last_success_at),
              "last_error_at": _iso(r.last_error_at), "last_error": r.last_error,
@@ -303,10 +287,7 @@ def create_app(engine: Engine, config: Config) -> Starlette:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     def healthz(request: Request) -> JSONResponse:
-        try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        except SQLAlchemyError:
+        if not database_answers(engine):
             return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
         return JSONResponse({"status": "ok", "database": "ok"})
 

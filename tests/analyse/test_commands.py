@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from monitor.analyse.commands import register
 from monitor.cli import app
-from monitor.store.repository import write_batch
+from monitor.store.write import write_batch
 from tests.analyse.seed import bucket_rows, lagged_pair, scored
 
 register(app)

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from monitor.analyse.export import CHUNK, export_posts, export_series
 from monitor.config import parse_config
 from monitor.errors import InputError
-from monitor.store.repository import write_batch
+from monitor.store.write import write_batch
 from tests.analyse.seed import scored
 
 T0 = datetime(2026, 4, 1, tzinfo=UTC)

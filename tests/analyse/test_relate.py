@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from monitor.analyse.relate import cross_correlation, prepare, relate, tone_from_posts
 from monitor.errors import InputError
-from monitor.store.repository import write_batch
+from monitor.store.write import write_batch
 from tests.analyse.seed import bucket_rows, lagged_pair, scored
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)

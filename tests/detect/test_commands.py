@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from monitor.cli import _register_all, app
+from monitor.cli import app
+from monitor.commands import register_all
 from monitor.store.db import make_engine, migrate
 
 from .synth import BUCKET, START, seed_buckets
@@ -19,7 +20,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def cfg_file(tmp_path: Path) -> Path:
-    _register_all()
+    register_all()
     db = tmp_path / "m.db"
     path = tmp_path / "config.yaml"
     path.write_text(

@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import Engine, select
 
 from monitor.config import Config, parse_config
-from monitor.detect.engine import evaluate, list_alerts
+from monitor.detect.engine import evaluate
 from monitor.detect.silences import add_silence, expire_silence, list_silences
+from monitor.store.alerts import list_alerts
 from monitor.store.db import make_engine
 from monitor.store.schema import alerts, outbox
 

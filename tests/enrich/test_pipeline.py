@@ -16,8 +16,8 @@ from monitor.config import Config, DatabaseSettings, PrivacySettings, SentimentS
 from monitor.enrich.pipeline import Enricher
 from monitor.enrich.privacy import SECRET_FILE
 from monitor.models import Post
-from monitor.store.repository import write_batch
 from monitor.store.schema import post_tags, posts, tag_buckets
+from monitor.store.write import write_batch
 
 WHEN = datetime(2025, 11, 20, 14, 3, 11, tzinfo=UTC)
 

@@ -24,7 +24,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.fakes.data import SeedPost, World, bluesky_record
-from tests.fakes.server import FakeBase, RateWindow, RunningServer, admin_routes, apply_fault, iso
+from tests.fakes.server import (
+    FakeBase,
+    Faults,
+    RateWindow,
+    RunningServer,
+    admin_routes,
+    apply_fault,
+    iso,
+)
 
 __all__ = ["BlueskyFake", "start_bluesky_fake"]
 
@@ -51,6 +59,8 @@ class BlueskyFake(FakeBase):
         self.corruptions: dict[str, dict[str, Any]] = {}
         self.server: RunningServer | None = None
         self.rate = RateWindow(3000, 300)
+        # faults of createSession, apart from the search queue
+        self.session_faults = Faults()
         self.app = Starlette(routes=[
             Route("/xrpc/app.bsky.feed.searchPosts", self.search),
             Route("/xrpc/com.atproto.server.createSession", self.create_session,
@@ -197,6 +207,9 @@ class BlueskyFake(FakeBase):
 
     async def create_session(self, request: Request) -> Response:
         self.record(request)
+        fault = self.session_faults.take()
+        if fault is not None:
+            return await apply_fault(fault, lambda: JSONResponse(self._issue()), self._limited)
         try:
             data = await request.json()
         except ValueError:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from monitor.store.repository import bucket_start
+from monitor.store.buckets import bucket_start
 
 __all__ = ["INSTANCES", "TAGS", "SeedPost", "World", "bluesky_record", "snowflake"]
 

@@ -16,6 +16,7 @@ must NOT be collected: posts with other hashtags, link and mention facets,
 
 Switches for tests: :meth:`JetstreamFake.drop_after` (the next connection is
 cut without a close frame after N frames), :meth:`drop_connections`,
+:meth:`refuse_next` (handshakes answered 429 with Retry-After),
 :meth:`publish_raw` (malformed frames), and :meth:`serve_firehose` (every
 connection gets a pre-built list of frames as fast as the server can send).
 
@@ -216,6 +217,8 @@ class JetstreamFake:
         self._drop_after: list[int] = []
         self._firehose: list[bytes] | None = None
         self.subscriptions: list[Subscription] = []
+        self.refusals: list[float] = []  # time.monotonic() of each handshake refused with 429
+        self._refuse: list[float] = []  # Retry-After seconds of the next handshakes to refuse
         self.frames_sent = 0
         self._loop = asyncio.new_event_loop()
         self._server: Server | None = None
@@ -324,6 +327,10 @@ class JetstreamFake:
         """Cut the NEXT connection (no close frame) after it received *frames* frames."""
         self._call(self._drop_after.append, frames)
 
+    def refuse_next(self, count: int = 1, *, retry_after: float = 1.0) -> None:
+        """Answer the next *count* handshakes with 429 and ``Retry-After: retry_after``."""
+        self._call(self._refuse.extend, [retry_after] * count)
+
     def drop_connections(self) -> None:
         """Cut every open connection now, without a close frame."""
         def cut() -> None:
@@ -365,6 +372,11 @@ class JetstreamFake:
 
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)
+        if self._refuse:
+            self.refusals.append(time.monotonic())
+            response = _http_error(HTTPStatus.TOO_MANY_REQUESTS, "rate limited")
+            response.headers["Retry-After"] = f"{self._refuse.pop(0):g}"
+            return response
         if url.path != "/subscribe":
             return _http_error(HTTPStatus.NOT_FOUND, "not found")
         params = parse_qs(url.query)

@@ -8,7 +8,8 @@ immediately newer), ``limit`` default 20 max 40, a ``Link`` header with
 401 when a token is required, 404 for an unknown tag. Also
 ``GET /api/v2/instance``, ``GET /api/v1/streaming/health`` and the live hashtag
 stream ``GET /api/v1/streaming/hashtag?tag=`` (SSE: ``event: update`` with the
-Status JSON, ``event: delete`` with the id, ``:thump`` heartbeats).
+Status JSON, ``event: delete`` with the id, ``:thump`` heartbeats), whose
+connect takes faults from its own queue, ``stream_faults``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,15 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from tests.fakes.data import DISPLAY, TAGS, SeedPost, World
-from tests.fakes.server import FakeBase, RateWindow, RunningServer, admin_routes, apply_fault, iso
+from tests.fakes.server import (
+    FakeBase,
+    Faults,
+    RateWindow,
+    RunningServer,
+    admin_routes,
+    apply_fault,
+    iso,
+)
 
 __all__ = ["DELETE", "MastodonFake", "start_mastodon_fake"]
 
@@ -53,6 +62,8 @@ class MastodonFake(FakeBase):
         self.heartbeat = 1.0
         self.deleted_ids: list[str] = []
         self._generation = 0  # drop_streams() bumps it and open streams end
+        # faults of the live stream's connect, apart from the timeline's queue
+        self.stream_faults = Faults()
         self.app = Starlette(routes=[
             Route("/api/v1/timelines/tag/{tag}", self.timeline),
             Route("/api/v2/instance", self.instance_info),
@@ -228,6 +239,11 @@ class MastodonFake(FakeBase):
         tag = (request.query_params.get("tag") or "").lower()
         if not tag:
             return JSONResponse({"error": "Unknown channel requested"}, status_code=400)
+        fault = self.stream_faults.take()
+        if fault is not None and fault.kind == "stall":
+            await asyncio.sleep(fault.seconds)  # a slow connect, then the stream as usual
+        elif fault is not None:
+            return await apply_fault(fault, lambda: PlainTextResponse(""), self._limited)
         if self.streaming == "refuse":
             return JSONResponse({"error": "Not found"}, status_code=404)
         if self.streaming == "token" and \

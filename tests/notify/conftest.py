@@ -20,8 +20,8 @@ from sqlalchemy import Engine, insert, select
 
 from monitor.config import Config, parse_config
 from monitor.models import ScoredPost, Sentiment
-from monitor.store.repository import write_batch
 from monitor.store.schema import deliveries, outbox
+from monitor.store.write import write_batch
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 

@@ -33,7 +33,8 @@ def _cfg(engine: Engine, tmp_path: Path, port: int) -> Path:
 
 async def test_outbox_lists_what_waits_and_why(engine: Engine, tmp_path: Path) -> None:
     from monitor.config import load_config
-    from monitor.notify.outbox import Dispatcher, build_notifiers
+    from monitor.notify.outbox import Dispatcher
+    from monitor.notify.registry import build_notifiers
 
     cfg = _cfg(engine, tmp_path, free_port())  # nothing listens there: delivery fails
     config = load_config(cfg, env={})

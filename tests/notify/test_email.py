@@ -16,7 +16,8 @@ from monitor.config import parse_config
 from monitor.models import ScoredPost, Sentiment
 from monitor.notify.chart import SPARK_CHARS
 from monitor.notify.email import EmailNotifier
-from monitor.notify.outbox import Dispatcher, build_notifiers
+from monitor.notify.outbox import Dispatcher
+from monitor.notify.registry import build_notifiers
 from tests.notify.conftest import (
     NOW,
     SmtpServer,

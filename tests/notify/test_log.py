@@ -11,7 +11,8 @@ from sqlalchemy import Engine
 
 from monitor.config import Config, parse_config
 from monitor.notify.log import LogNotifier
-from monitor.notify.outbox import Dispatcher, build_notifiers
+from monitor.notify.outbox import Dispatcher
+from monitor.notify.registry import build_notifiers
 from tests.notify.conftest import add_outbox, open_outbox, payload, store_posts
 
 

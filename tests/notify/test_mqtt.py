@@ -21,7 +21,8 @@ from sqlalchemy import Engine, insert
 from monitor.config import parse_config
 from monitor.errors import NotifyError
 from monitor.notify.mqtt import MqttNotifier, MqttPublisher, publish_tag_states
-from monitor.notify.outbox import Dispatcher, build_notifiers
+from monitor.notify.outbox import Dispatcher
+from monitor.notify.registry import build_notifiers
 from monitor.notify.settings import MqttSettings
 from monitor.store.schema import alerts
 from tests.notify.conftest import NOW, add_outbox, delivery_rows, free_port, payload, store_posts

@@ -10,10 +10,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from monitor.notify.email import EmailNotifier
-from monitor.notify.outbox import Dispatcher, build_notifiers, pending_deliveries
+from monitor.notify.outbox import Dispatcher, pending_deliveries, retry_schedule
+from monitor.notify.registry import build_notifiers
+from monitor.store.db import make_engine, migrate
 from tests.notify.conftest import (
     NOW,
     SmtpServer,
@@ -203,3 +206,41 @@ async def test_each_notifier_and_recipient_is_tracked_separately(
     notifiers = {(r.outbox_id, r.notifier) for r in delivery_rows(engine)}
     assert len(notifiers) == 5  # 2 log + 2 all@ + 1 nam@
     assert open_outbox(engine) == 0
+
+
+async def test_a_notification_in_flight_across_the_0004_upgrade_keeps_its_message_id(
+    db_url: str, smtp_server: SmtpServer
+) -> None:
+    # a 0003 database where a send was cut short: the key lived in last_error then
+    engine = make_engine(db_url)
+    migrate(engine, "0003_tag_pairs")
+    outbox_id = add_outbox(engine, payload())
+    key = "ab" * 20
+    old_deliveries = sa.table(
+        "deliveries", sa.column("outbox_id", sa.Integer), sa.column("notifier", sa.String),
+        sa.column("attempts", sa.Integer), sa.column("next_attempt_at", sa.DateTime(True)),
+        sa.column("last_error", sa.Text))
+    with engine.begin() as conn:
+        conn.execute(old_deliveries.insert().values(
+            outbox_id=outbox_id, notifier="email:newsroom@example.org", attempts=1,
+            next_attempt_at=NOW, last_error=f"[{key}] sending"))
+    migrate(engine)
+
+    dispatcher = _dispatcher(engine, smtp_server.port, grouping={"group_wait": "0s"})
+    assert await dispatcher.run_once(NOW + timedelta(minutes=1)) == 1
+    [message] = smtp_server.messages
+    assert key in message["Message-ID"]  # the receiver can drop it if the first got through
+    [row] = delivery_rows(engine)
+    assert row.delivered_at is not None and row.claim_key == key and row.attempts == 2
+    assert open_outbox(engine) == 0
+    engine.dispose()
+
+
+def test_retry_waits_start_at_initial_and_never_exceed_max() -> None:
+    # the shared equal-jitter backoff, read the way notify.retry is documented
+    retry = make_config(None, retry={"initial": "15s", "max": "10m"}).notify.retry
+    schedule = retry_schedule(retry)
+    for _ in range(200):
+        assert 15 <= schedule.delay_after(1) <= 30
+        assert 30 <= schedule.delay_after(2) <= 60
+        assert 300 <= schedule.delay_after(12) <= 600

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from monitor.sources.base import HttpClient
+from monitor.sources.http import HttpClient
 from monitor.sources.settings import HttpSettings
 from tests.fakes.bluesky import BlueskyFake, start_bluesky_fake
 from tests.fakes.data import World

@@ -13,8 +13,8 @@ import pytest
 from monitor.config import Config
 from monitor.errors import SourceError
 from monitor.models import Batch, Cursor, StreamKey
-from monitor.sources.base import HttpClient
 from monitor.sources.bluesky import BlueskySearchCollector, post_url
+from monitor.sources.http import HttpClient
 from monitor.sources.settings import BlueskySearchSource
 from tests.fakes.bluesky import APP_PASSWORD, IDENTIFIER, BlueskyFake, start_bluesky_fake
 from tests.fakes.data import World

@@ -18,7 +18,9 @@ from hypothesis import strategies as st
 from monitor.config import Config
 from monitor.errors import SourceError
 from monitor.models import Batch, Cursor
-from monitor.sources.jetstream import JetstreamCollector, _Filter, parse_event
+from monitor.sources.jetstream import JetstreamCollector, parse_event
+from monitor.sources.jetstream_events import EventFilter
+from monitor.sources.ratelimit import HostBudgets
 from tests.fakes.data import World, bluesky_record
 from tests.fakes.jetstream import (
     JetstreamFake,
@@ -47,7 +49,7 @@ def make_config(*hosts: str, **extra: Any) -> Config:
 def collector(config: Config) -> JetstreamCollector:
     cfg = config.sources[0]
     assert cfg.type == "jetstream"
-    return JetstreamCollector(cfg, config)
+    return JetstreamCollector(cfg, config, HostBudgets(config.http))
 
 
 @pytest.fixture
@@ -370,13 +372,13 @@ def test_prefilter_never_drops_a_followed_post(text: str, facet: str | None, ext
     raw = json.dumps(event, ensure_ascii=ascii_only, separators=(",", ":")).encode()
     kind, _ = parse_event(raw, TAGS)
     if kind == "post":
-        assert _Filter(TAGS).may_match(raw), raw
+        assert EventFilter(TAGS).may_match(raw), raw
 
 
 def test_prefilter_skips_plain_noise_without_decoding() -> None:
     import random
 
-    flt = _Filter(TAGS)
+    flt = EventFilter(TAGS)
     events = [e for e in noise_events(random.Random(1), 400, with_deletes=False)
               if e["kind"] == "commit" and e["commit"]["collection"] == "app.bsky.feed.post"]
     frames = [json.dumps(dict(e, time_us=1), ensure_ascii=False).encode() for e in events]

@@ -17,16 +17,12 @@ from monitor.config import Config
 from monitor.enrich.pipeline import Enricher
 from monitor.errors import SourceError
 from monitor.models import Batch, Cursor, StreamKey
-from monitor.sources.base import HttpClient
-from monitor.sources.mastodon import (
-    MastodonCollector,
-    MastodonLiveCollector,
-    id_newer,
-    parse_link_header,
-)
+from monitor.sources.http import HttpClient
+from monitor.sources.mastodon import MastodonCollector, id_newer, parse_link_header
+from monitor.sources.mastodon_live import MastodonLiveCollector
 from monitor.sources.settings import MastodonSource
-from monitor.store.repository import write_batch
 from monitor.store.schema import posts as posts_table
+from monitor.store.write import write_batch
 from tests.fakes.data import World, snowflake
 from tests.fakes.mastodon import DELETE, MastodonFake, start_mastodon_fake
 from tests.sources.conftest import FAST

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from monitor.config import parse_config
-from monitor.sources.base import HttpClient, PolledSource, StreamingSource
+from monitor.sources import HttpClient, PolledSource, StreamingSource
 from monitor.sources.bluesky import BlueskySearchCollector
 from monitor.sources.mastodon import MastodonCollector
 from monitor.sources.registry import build_sources

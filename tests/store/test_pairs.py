@@ -12,11 +12,11 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, select
 
 from monitor.models import ScoredPost, Sentiment
-from monitor.store import pairs
 from monitor.store.db import MIGRATIONS_DIR, migrate
-from monitor.store.pairs import MAX_PAIR_TAGS, PairRow, add_pair_buckets, pair_increments
-from monitor.store.repository import write_batch
+from monitor.store.pairs import MAX_PAIR_TAGS, PairRow, pair_increments
 from monitor.store.schema import tag_pair_buckets
+from monitor.store.write import write_batch
+from tests.store import core_writer
 
 T0 = datetime(2025, 2, 3, 10, 0, tzinfo=UTC)
 
@@ -83,14 +83,18 @@ def test_tag_stuffed_posts_pair_only_their_first_tags() -> None:
     assert paired == set(stuffed[:MAX_PAIR_TAGS])
 
 
-def test_upserts_add_to_existing_rows_and_paths_agree(engine: Engine) -> None:
-    """The fast path (raw driver) and the portable one (SQLAlchemy binds) must hit the
-    same rows: a different stored timestamp format would split the sums."""
-    rows = pair_increments(many("x", 200, seed=1))
+@pytest.mark.parametrize("stuffed", [False, True], ids=["pairs-in-sql", "pairs-bound"])
+def test_upserts_add_to_existing_rows_and_paths_agree(engine: Engine, stuffed: bool) -> None:
+    """write_batch (raw driver) and SQLAlchemy binds must hit the same rows: a different
+    stored timestamp format would split the sums. A tag-stuffed post makes the SQLite
+    executor bind the pair rows from Python instead of reading them in SQL."""
+    batch = many("x", 200, seed=1)
+    if stuffed:
+        batch.append(post("spam", 12, tuple(f"s{i:02d}" for i in range(14)), 0.4))
+    rows = pair_increments(batch)
+    write_batch(engine, batch)
     with engine.begin() as conn:
-        add_pair_buckets(conn, rows)
-    with engine.begin() as conn:
-        pairs._add_portable(conn, rows)
+        core_writer.add_pairs(conn, rows)
     doubled = {k: (2 * n, 2 * s, 2 * c) for k, (n, s, c) in as_table(rows).items()}
     got = stored(engine)
     assert got.keys() == doubled.keys()
@@ -112,7 +116,7 @@ def test_write_batch_keeps_pairs_exact_and_ignores_duplicates(engine: Engine) ->
         assert got[key][2] == pytest.approx(c, abs=1e-9)
     # SQLAlchemy binds land on the rows write_batch made (same stored bucket text)
     with engine.begin() as conn:
-        pairs._add_portable(conn, pair_increments(first))
+        core_writer.add_pairs(conn, pair_increments(first))
     assert stored(engine).keys() == expected.keys()
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 from monitor.errors import InputError
 from monitor.models import ScoredPost, Sentiment
 from monitor.store.queries import align_range, cotags, series, top_tags
-from monitor.store.repository import write_batch
+from monitor.store.write import write_batch
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -124,3 +124,37 @@ def test_cotags_counts_share_and_sentiment(engine: Engine) -> None:
     assert found[1].scored == 1
     assert found[1].mean_compound == pytest.approx(0.2)
     assert cotags(engine, "nobody", T0, T0 + timedelta(days=1)) == []
+
+
+def test_one_cotags_read_serves_dashboard_rule_and_email(engine: Engine) -> None:
+    write_batch(engine, [
+        post("a", T0, ("metoo", "howiwillchange"), 0.6),
+        post("b", T0 + timedelta(minutes=5), ("metoo", "howiwillchange", "notallmen"), 0.2),
+        post("c", T0 + timedelta(minutes=9), ("metoo", "notallmen"), None),
+        post("d", T0 + timedelta(minutes=9), ("metoo", "timesup"), -0.9),
+    ])
+    day = (T0, T0 + timedelta(days=1))
+    with_tone = cotags(engine, "metoo", *day)
+    counted = cotags(engine, "metoo", *day, tone=False)
+    # the email and the rule only count: same tags, counts and shares, no tone read
+    assert [(c.tag, c.posts, c.share) for c in counted] == [
+        (c.tag, c.posts, c.share) for c in with_tone]
+    assert all(c.scored == 0 and c.mean_compound is None for c in counted)
+    # the rule's share denominator: every post of the queried tag in the range
+    assert {c.tag_posts for c in with_tone} == {4}
+    # the rule's baseline: only the candidates it asks about, whatever their rank
+    only = cotags(engine, "metoo", *day, None, only=["timesup", "absent"], tone=False)
+    assert [(c.tag, c.posts, c.share) for c in only] == [("timesup", 1, 0.25)]
+    assert cotags(engine, "metoo", *day, only=[]) == []
+    assert [c.tag for c in cotags(engine, "metoo", *day, 1)] == ["howiwillchange"]
+    with pytest.raises(InputError):
+        cotags(engine, "metoo", *day, 0)
+
+
+def test_reads_see_the_callers_transaction(engine: Engine) -> None:
+    write_batch(engine, [post("a", T0, ("metoo", "timesup"), 0.5)])
+    # the detector reads on the connection of the transaction that writes its alerts
+    with engine.begin() as conn:
+        found = cotags(conn, "metoo", T0, T0 + timedelta(hours=1))
+        assert [(c.tag, c.posts) for c in found] == [("timesup", 1)]
+        assert not conn.closed  # the caller's connection is left open for its own writes

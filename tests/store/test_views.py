@@ -11,7 +11,7 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, inspect, text
 
 from monitor.store.db import MIGRATIONS_DIR, make_engine, migrate
-from monitor.store.repository import write_batch
+from monitor.store.write import write_batch
 from tests.analyse.seed import scored
 from tests.conftest import pg_schema_url
 

@@ -14,8 +14,8 @@ import uvicorn
 from sqlalchemy import Engine
 
 from monitor.config import Config, parse_config
-from monitor.store.repository import write_batch
 from monitor.store.schema import alerts
+from monitor.store.write import write_batch
 from monitor.web.app import create_app
 from tests.analyse.seed import bucket_rows, lagged_pair, scored
 

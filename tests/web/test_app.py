@@ -13,7 +13,7 @@ from monitor.config import parse_config
 from monitor.errors import ConfigError
 from monitor.models import StreamKey
 from monitor.store.db import make_engine, migrate
-from monitor.store.repository import record_failure, write_batch
+from monitor.store.write import record_failure, write_batch
 from tests.analyse.seed import scored
 from tests.web.conftest import EVIL_TAG, EVIL_TEXT, Seeded, serve
 

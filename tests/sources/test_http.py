@@ -15,7 +15,8 @@ import pytest
 from monitor import __version__
 from monitor.backoff import Backoff
 from monitor.errors import RateLimited, SourceError
-from monitor.sources.base import HttpClient, HttpStatusError, format_wait
+from monitor.sources.errors import HttpStatusError, format_wait
+from monitor.sources.http import HttpClient
 from tests.fakes.bluesky import BlueskyFake
 from tests.fakes.mastodon import MastodonFake
 from tests.sources.conftest import FAST

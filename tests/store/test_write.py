@@ -12,15 +12,10 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 
 from monitor.models import Cursor, ScoredPost, Sentiment, StreamKey
-from monitor.store import repository
-from monitor.store.repository import (
-    WriteResult,
-    bucket_start,
-    load_cursor,
-    record_failure,
-    write_batch,
-)
+from monitor.store.buckets import bucket_start
 from monitor.store.schema import post_tags, posts, stream_health, tag_buckets
+from monitor.store.write import WriteResult, load_cursor, record_failure, write_batch
+from tests.store import core_writer
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 STREAM = StreamKey("mastodon", "mastodon.example", "metoo")
@@ -231,15 +226,13 @@ def test_stored_values_compare_equal_to_sqlalchemy_binds(engine: Engine) -> None
     assert [tuple(r) for r in rows] == [(datetime(2024, 3, 1, 12, 5, tzinfo=UTC), 2, 1)]
 
 
-def test_fast_and_portable_writes_share_rows(engine: Engine) -> None:
-    """The SQLAlchemy Core path (other drivers) and the fast path add to the same
-    bucket rows: if their stored formats differed, the sums would split."""
+def test_driver_and_sqlalchemy_writes_share_rows(engine: Engine) -> None:
+    """SQLAlchemy Core statements (tests/store/core_writer.py) and the executors add
+    to the same bucket rows: if their stored formats differed, the sums would split."""
     first, second = many("p", 200, seed=7), many("q", 200, seed=8)
     write_batch(engine, first)
-    now = datetime.now(UTC)
-    batch = [(p, p.created_at) for p in sorted(second, key=lambda p: (p.platform, p.key))]
     with engine.begin() as conn:
-        inserted, tag_rows = repository._write_portable(conn, batch, now)
+        inserted, tag_rows = core_writer.write_posts(conn, second, datetime.now(UTC))
     assert inserted == 200 and tag_rows == sum(len(p.tags) for p in second)
     assert buckets(engine) == reference_buckets(first + second)
     again = write_batch(engine, first + second)
@@ -313,3 +306,16 @@ def test_control_characters_in_text_survive(engine: Engine) -> None:
                    "e2": "x"}
     assert authors == {"sep\x1fkey": "", "plain": None, "alone": "", "e1": "", "e2": None}
     assert buckets(engine)[("metoo", T0)] == (3, 2, 1.0, 2, 0, 0)
+
+
+def test_first_copy_of_a_repeated_post_is_the_one_stored(engine: Engine) -> None:
+    """A batch holding two versions of one post (a page fetched twice, edited in
+    between) stores the first and counts the second as a duplicate."""
+    first = scored("dup", 1, ("metoo",), 0.5)
+    edited = replace(first, tags=("metoo", "timesup"), sentiment=Sentiment(-0.7, 0, 0.3, 0.7))
+    result = write_batch(engine, [first, edited, scored("other", 2, ("metoo",), None)])
+    assert (result.inserted, result.duplicates, result.tag_rows) == (2, 1, 2)
+    with engine.connect() as conn:
+        assert conn.execute(select(posts.c.compound).where(posts.c.key == "dup")).scalar_one() \
+            == 0.5
+    assert buckets(engine) == {("metoo", T0): (2, 1, 0.5, 1, 0, 0)}

@@ -1,0 +1,103 @@
+"""The plan of one batch write, made once in plain Python before the transaction.
+
+``plan_batch`` does every step that needs no database: it drops repeated posts
+(the first copy of a (platform, key) wins), orders the rest, normalises times
+to aware UTC and keeps the deletions, cursor and health inputs. A per-dialect
+executor (``write_sqlite``, ``write_postgres``) then stores the plan's posts and
+tags and adds the bucket and tag-pair increments of the posts it *really*
+inserted, which only the database knows (a post may already be stored).
+
+The increments are applied in SQL from the rows just inserted rather than
+summed here: summing ~1,100 bucket and ~1,100 pair rows per 500-post batch in
+Python and binding them cost SQLite about 10 µs per post more (20 % of the
+write) than letting it read them from the new ``post_tags`` rows. Their rules
+live in one place each: ``buckets`` and ``pairs``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, NamedTuple, Protocol
+
+from monitor.models import Cursor, ScoredPost, StreamKey
+
+__all__ = ["POST_COLUMNS", "BatchPlan", "Executor", "Stored", "aware", "plan_batch"]
+
+# the order both executors write a post's columns in
+POST_COLUMNS = (
+    "platform, key, created_at, collected_at, author, url, lang, text, is_repost, sensitive, "
+    "compound, pos, neu, neg"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPlan:
+    """Everything one ``write_batch`` will store, decided before the transaction."""
+
+    now: datetime  # aware UTC: collected_at, and the health and cursor times
+    # one post per (platform, key), sorted by it: concurrent writers then meet
+    # shared keys, and lock their rows, in the same order (no deadlocks)
+    posts: Sequence[ScoredPost]
+    created: Sequence[datetime]  # posts[i].created_at as aware UTC
+    deleted: Sequence[tuple[str, str]]  # (platform, key), sorted for the same reason
+    cursor: Cursor | None
+    stream: StreamKey | None
+    rejected: int
+
+    @property
+    def newest(self) -> datetime | None:
+        """The newest post's time, for the stream's lag (None for an empty batch)."""
+        return max(self.created, default=None)
+
+
+class Stored(NamedTuple):
+    """What an executor really added."""
+
+    inserted: int  # posts new to the database (duplicates excluded)
+    tag_rows: int  # their post_tags rows
+
+
+class Executor(Protocol):
+    """Stores a plan's posts and tags, and the bucket and tag-pair increments of
+    the posts it really inserted, in the caller's open transaction.
+
+    *driver* is the DBAPI connection under that transaction (sqlite3 or
+    psycopg): each executor binds rows with its driver's fast bulk path.
+    """
+
+    def __call__(self, driver: Any, plan: BatchPlan) -> Stored: ...
+
+
+def aware(ts: datetime) -> datetime:
+    """*ts* as aware UTC; naive is taken as UTC (as ``schema.UTCDateTime`` does)."""
+    tz = ts.tzinfo
+    if tz is UTC:
+        return ts
+    return ts.replace(tzinfo=UTC) if tz is None else ts.astimezone(UTC)
+
+
+def plan_batch(
+    posts_in: Sequence[ScoredPost],
+    *,
+    now: datetime,
+    cursor: Cursor | None = None,
+    stream: StreamKey | None = None,
+    deleted: Sequence[tuple[str, str]] = (),
+    rejected: int = 0,
+) -> BatchPlan:
+    """The plan of one batch: repeats dropped, posts and deletions in key order."""
+    unique: dict[tuple[str, str], ScoredPost] = {}
+    for post in posts_in:
+        unique.setdefault((post.platform, post.key), post)
+    ordered = [unique[k] for k in sorted(unique)]
+    return BatchPlan(
+        now=aware(now),
+        posts=ordered,
+        created=[aware(post.created_at) for post in ordered],
+        deleted=sorted(deleted),
+        cursor=cursor,
+        stream=stream,
+        rejected=rejected,
+    )
