@@ -7,11 +7,11 @@ CONFIG ?= config.yaml
 
 .PHONY: install run test test-long lint typecheck bench fakes clean
 
-# every extra (charts, parquet) as well as the dev tools: `make run` and `make test` use them all
+# every extra (charts, parquet, apprise) as well as the dev tools: `make run` and `make test` use them all
 $(STAMP): pyproject.toml setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,charts,parquet]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,charts,parquet,apprise]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -41,8 +41,12 @@ bench: install
 	$(BIN)/python -m benchmarks.ingest
 	$(BIN)/python -m benchmarks.sentiment_groundtruth
 	$(BIN)/python -m benchmarks.collect
-	$(BIN)/python -m benchmarks.nab --data ../shared/data/nab_realtweets
+	$(BIN)/python -m benchmarks.nab --tweets ../shared/data/nab_realtweets --other ../shared/data/nab_other
+	$(BIN)/python -m benchmarks.lowcount
 	$(BIN)/python -m benchmarks.query
+	$(BIN)/python -m benchmarks.shifts
+	$(BIN)/python -m benchmarks.backtest
+	$(BIN)/python -m benchmarks.soak --minutes 10
 
 ## fake Mastodon, Bluesky and Jetstream servers on 127.0.0.1, for trying `make run` offline
 fakes: install

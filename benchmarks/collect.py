@@ -283,10 +283,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mastodon-posts", type=int, default=4000)
     parser.add_argument("--jetstream-events", type=int, default=100_000)
     parser.add_argument("--jetstream-match", type=float, default=0.01)
+    parser.add_argument("--nostr-events", type=int, default=100_000)
+    parser.add_argument("--telegram-messages", type=int, default=2000)
+    parser.add_argument("--open-posts", type=int, default=4000,
+                        help="posts per open-platform fake (Misskey, Lemmy; HN <= 1000, RSS 500)")
+    parser.add_argument("--keyed-posts", type=int, default=4000,
+                        help="posts per Reddit and X fake")
     args = parser.parse_args(argv)
     result: dict[str, Any] = {}
     result.update(bench_mastodon(args.mastodon_posts))
     result.update(bench_jetstream(args.jetstream_events, args.jetstream_match))
+    from benchmarks.collect_nostr_telegram import bench_nostr, bench_telegram
+
+    result.update(bench_nostr(args.nostr_events, args.jetstream_match))
+    result.update(bench_telegram(args.telegram_messages))
+    # Misskey, Lemmy, Hacker News, RSS/Atom: benchmarks/collect_open.py
+    from benchmarks.collect_open import bench_open
+
+    result.update(bench_open(args.open_posts))
+    # Reddit and X (behind the user's credentials): benchmarks/collect_keyed.py
+    from benchmarks.collect_keyed import bench_keyed
+
+    result.update(bench_keyed(args.keyed_posts))
     print(json.dumps(result))
     return 0
 

@@ -18,7 +18,11 @@ posts/s for:
       simple way, as in (d)) and ONE commit per batch, on SQLite; (f) the same
       on PostgreSQL. Unlike (d), the ratio to these measures the write design,
       not the number of fsyncs;
-  (g) for the breakdown: enrichment alone, without a database.
+  (g) for the breakdown: enrichment alone, without a database;
+  (h) ``monitor import`` of the same posts as a JSONL file (read, parse, enrich,
+      write, resumable cursor per batch) in one process, SQLite and PostgreSQL;
+  (i) the same import with ``--workers`` processes parsing and enriching while
+      one process writes in order (``monitor/importer.py``).
 
 Each figure is the best of ``--rounds`` runs (each pipeline run on a fresh
 database), because other processes on the machine can only slow a run down.
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import tempfile
@@ -265,6 +270,32 @@ def run_orm_batched(engine: Engine, samples: Sequence[Sample], batch: int) -> fl
     return len(items) / (time.perf_counter() - start)
 
 
+def write_jsonl(samples: Sequence[Sample], path: Path) -> None:
+    """The samples as a native JSONL export (what `monitor import` reads)."""
+    with path.open("w", encoding="utf-8") as handle:
+        for sample in samples:
+            post = sample.post
+            handle.write(json.dumps({"key": post.key, "created_at": post.created_at.isoformat(),
+                                     "text": post.text, "html": post.html, "url": post.url,
+                                     "author": post.author, "lang": post.lang,
+                                     "tags": list(post.tags)}) + "\n")
+
+
+def run_import(engine: Engine, path: Path, platform_n: int, workers: int, batch: int) -> float:
+    """Posts/s of ``import_file`` on *path*: read, parse, enrich, write, cursor per batch
+    (*workers* 0: one process; else that many enrichment processes and this one writing)."""
+    from monitor.importer import import_file
+
+    config = _config(str(engine.url))
+    enricher = Enricher.from_config(config)
+    start = time.perf_counter()
+    summary = import_file(engine, config, path, "bench", enricher=enricher, workers=workers,
+                          batch_size=batch)
+    elapsed = time.perf_counter() - start
+    assert summary.stored == platform_n, (summary.stored, platform_n)
+    return platform_n / elapsed
+
+
 def _pg_schema() -> Iterator[str | None]:
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     try:
@@ -325,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="posts for the batched ORM writers (default: all --n)")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each; the best counts")
     parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                        help="enrichment processes of the parallel import (default: cores)")
     args = parser.parse_args(argv)
 
     samples = generate(args.n, args.seed)
@@ -352,6 +385,20 @@ def main(argv: list[str] | None = None) -> int:
         orm = _best(f"(e) batched ORM, commit per batch, SQLite (n={len(orm_samples)})",
                     args.rounds, lambda: _sqlite_run(
                         tmp, lambda engine: run_orm_batched(engine, orm_samples, args.batch)))
+        # the file import, end to end: one process, then workers enriching while this
+        # process writes (monitor/importer.py)
+        data = tmp / "import.jsonl"
+        write_jsonl(samples, data)
+        imports: dict[str, float] = {}
+        for db_name, runner in (("sqlite", lambda fn: _sqlite_run(tmp, fn)),
+                                ("postgres", _postgres_run)):
+            for mode, workers in (("import", 0), ("import_parallel", args.workers)):
+                label = (f"(h) import, one process, {db_name}" if not workers else
+                         f"(i) import, {workers} workers + writer, {db_name}")
+                # 1,000 records per batch, as `monitor import` does
+                imports[f"{mode}_{db_name}"] = _best(
+                    label, args.rounds, lambda run=runner, w=workers: run(  # type: ignore[misc]
+                        lambda engine: run_import(engine, data, len(samples), w, 1000)))
     pg_rate = _best("(c) pipeline + write_batch, PostgreSQL", args.rounds, lambda: _postgres_run(
         lambda engine: run_pipeline(engine, samples, args.batch)))
     pg_orm = _best(f"(f) batched ORM, commit per batch, PostgreSQL (n={len(orm_samples)})",
@@ -372,7 +419,12 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_postgres_vs_orm_batched": round(pg_rate / pg_orm, 2) if pg_orm else 0.0,
         "posts_s_enrich_only": round(enrich, 1),
         "ratio_enrich_only_vs_vader": round(enrich / vader, 3),
+        "import_workers": args.workers,
+        "load_avg_1m": round(os.getloadavg()[0], 2),
     }
+    for name, rate in imports.items():
+        result[f"posts_s_{name}"] = round(rate, 1)
+        result[f"ratio_{name}_vs_vader"] = round(rate / vader, 3)
     print(f"pipeline/VADER: SQLite {result['ratio_sqlite_vs_vader']:.2f}x, PostgreSQL "
           f"{result['ratio_postgres_vs_vader']:.2f}x (target >= 0.7); pipeline/naive: "
           f"{result['ratio_sqlite_vs_naive']:.1f}x (target >= 10); enrichment alone/VADER: "
@@ -380,6 +432,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"pipeline/batched ORM (both commit once per batch): SQLite "
           f"{result['ratio_sqlite_vs_orm_batched']:.2f}x, PostgreSQL "
           f"{result['ratio_postgres_vs_orm_batched']:.2f}x")
+    print(f"import/VADER: one process SQLite {result['ratio_import_sqlite_vs_vader']:.2f}x, "
+          f"PostgreSQL {result['ratio_import_postgres_vs_vader']:.2f}x; {args.workers} workers + "
+          f"writer SQLite {result['ratio_import_parallel_sqlite_vs_vader']:.2f}x, PostgreSQL "
+          f"{result['ratio_import_parallel_postgres_vs_vader']:.2f}x (target >= 1.2); load "
+          f"average {result['load_avg_1m']}")
     print(json.dumps(result))
     return 0
 

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 import typer
 
-from monitor import status
+from monitor import status, tag_commands
 from monitor.analyse import commands as analyse
 from monitor.cli import app, run
 from monitor.detect import commands as detect
+from monitor.enrich import commands as privacy
 from monitor.notify import commands as notify
 from monitor.registry import ENTRY_POINT_PREFIX, Registry
 
@@ -42,6 +43,8 @@ COMMANDS: Registry[CommandSet] = Registry(
         CommandSet("status", status.register),
         CommandSet("notify", notify.register),
         CommandSet("detect", detect.register),
+        CommandSet("privacy", privacy.register),
+        CommandSet("tags", tag_commands.register),
     ),
 )
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import unicodedata
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -31,12 +31,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from monitor.detect.registry import RULES
 from monitor.detect.settings import RuleSettings
+from monitor.durations import Duration
 from monitor.errors import ConfigError
 from monitor.notify.settings import NotifySettings
+from monitor.privacy_settings import DurationOrOff, RetentionSettings
 from monitor.registry import KindUnion, Registry
 from monitor.sources.registry import SOURCES
 from monitor.sources.settings import HttpSettings, SourceSettings
-from monitor.tags import normalise_tag
+from monitor.tags import normalise_tag, strict_tag
 from monitor.web.settings import WebSettings
 
 __all__ = [
@@ -44,9 +46,11 @@ __all__ = [
     "Config",
     "DatabaseSettings",
     "PrivacySettings",
+    "RetentionSettings",
     "SentimentSettings",
     "load_config",
     "normalise_tag",
+    "validation_problem",
 ]
 
 DEFAULT_CONFIG_FILE = "config.yaml"
@@ -73,6 +77,11 @@ class DatabaseSettings(_Strict):
             raise ValueError(
                 f"expected a sqlite:/// or postgresql:// URL, got {value.split('@')[-1]!r}"
             )
+        from monitor.store.db import url_problem  # a bad port is a config error, not a crash
+
+        problem = url_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
 
@@ -81,9 +90,27 @@ class PrivacySettings(_Strict):
 
     store_text: bool = False
     authors: Literal["keep", "hash", "drop"] = "hash"
-    # keyed hash secret; empty → a random secret is created beside the database
+    # keyed hash secret; empty → the database keeps its own key (table author_keys)
     hash_secret: str = ""
+    # or a file holding it (created, mode 0600, when the database has no key yet);
+    # absolute, so it never depends on the directory a command runs in
+    hash_secret_file: str = ""
     example_posts_in_alerts: bool = False
+    # a platform deletion removes the post row; keep: the 5-minute buckets and
+    # pair rollups still count it (what was seen then); recount: subtract it
+    deletions: Literal["keep", "recount"] = "keep"
+    # ask polled platforms whether stored posts younger than this still exist
+    # (off, or e.g. 7d), every recheck_every; what vanished is applied as a deletion
+    recheck: DurationOrOff = None
+    recheck_every: Duration = timedelta(hours=1)
+    retention: RetentionSettings = RetentionSettings()
+
+    @field_validator("hash_secret_file")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if value and not Path(value).expanduser().is_absolute():
+            raise ValueError(f"expected an absolute path, got {value!r}")
+        return value
 
 
 class SentimentSettings(_Strict):
@@ -134,10 +161,7 @@ class Config(_Strict):
         for raw in values:
             if not isinstance(raw, str):
                 raise ValueError(f"expected a tag string without '#', got {raw!r}")
-            tag = normalise_tag(raw)
-            whole = unicodedata.normalize("NFKC", raw).strip().lstrip("#＃").casefold()
-            if not tag or tag != whole:
-                raise ValueError(f"expected a tag of letters, digits or '_', got {raw!r}")
+            tag = strict_tag(raw)  # the CLI's tag arguments are checked the same way
             if tag not in out:
                 out.append(tag)
         return out
@@ -191,16 +215,16 @@ def _parse_env_value(raw: str, annotation_is_list: bool) -> Any:
     if text.startswith(("[", "{")):
         try:
             return json.loads(text)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # "[[[[…": kept as text, then checked
             pass
     if annotation_is_list:
         return [part.strip() for part in text.split(",") if part.strip()]
     return raw
 
 
-def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> list[str]:
-    """Apply MONITOR_* overrides in place; returns the key paths that were set."""
-    applied: list[str] = []
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
+    """Apply MONITOR_* overrides in place; returns {key path set: the variable's name}."""
+    applied: dict[str, str] = {}
     for name in sorted(env):
         if not name.startswith(ENV_PREFIX):
             continue
@@ -230,9 +254,43 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> list[str]:
             if not rest:
                 is_list = "list" in str(annotation)
                 target[match] = _parse_env_value(env[name], is_list)
-                applied.append(".".join(path))
+                applied[".".join(path)] = name
             break
     return applied
+
+
+# MONITOR_* names that are not settings: the config file's own path, and the
+# test suite's and benchmarks' knobs
+_ENV_NOT_SETTINGS = ("MONITOR_CONFIG",)
+_ENV_RESERVED_PREFIXES = ("MONITOR_TEST_", "MONITOR_BENCH_")
+
+
+def _referenced(value: Any) -> set[str]:
+    """The ``${VAR}`` names a config document uses (those are its own to define)."""
+    if isinstance(value, str):
+        return {m.group(1) for m in _ENV_REF.finditer(value)}
+    if isinstance(value, list):
+        return set().union(*(_referenced(v) for v in value)) if value else set()
+    if isinstance(value, dict):
+        return set().union(*(_referenced(v) for v in value.values())) if value else set()
+    return set()
+
+
+def _reject_unknown_env(env: Mapping[str, str], referenced: set[str]) -> None:
+    """A ``MONITOR_*`` variable that sets nothing is a mistake (a typo, an old name).
+
+    Silently ignoring it once meant a secret meant for the author hash was never
+    used; now it is one line naming the variable.
+    """
+    for name in sorted(env):
+        if (not name.startswith(ENV_PREFIX) or name in _ENV_NOT_SETTINGS or name in referenced
+                or name.startswith(_ENV_RESERVED_PREFIXES)):
+            continue
+        if not _apply_env({}, {name: env[name]}):
+            raise ConfigError(
+                "environment", name,
+                "maps to no setting (expected MONITOR_ + a key path in upper case with _ "
+                "between levels, e.g. MONITOR_PRIVACY_HASH_SECRET for privacy.hash_secret)")
 
 
 def _user_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
@@ -334,8 +392,10 @@ def parse_config(
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(file, "", f"expected a mapping of settings, got {type(data).__name__}")
+    referenced = _referenced(data)
     data = _expand(data, env, "", file)
-    _apply_env(data, env)
+    from_env = _apply_env(data, env)
+    _reject_unknown_env(env, referenced)
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
@@ -343,9 +403,20 @@ def parse_config(
         loc = _user_loc(tuple(first["loc"]))
         if first.get("type") in ("union_tag_invalid", "union_tag_not_found"):
             loc = (*loc, str(first.get("ctx", {}).get("discriminator", "type")).strip("'"))
-        line = _line_of(node, loc)
-        where = f"{file}:{line}" if line else file
-        raise ConfigError(where, _loc_to_path(loc), _describe(first)) from None
+        path = _loc_to_path(loc)
+        # set by a MONITOR_* variable (or a key above it): name it, not a YAML line
+        variable = next((v for k, v in from_env.items()
+                         if path == k or path.startswith((k + ".", k + "["))), None)
+        where = (f"environment variable {variable}" if variable else
+                 f"{file}:{line}" if (line := _line_of(node, loc)) else file)
+        raise ConfigError(where, path, _describe(first)) from None
+
+
+def validation_problem(exc: ValidationError) -> tuple[str, str]:
+    """(key path, problem) of a pydantic error's first entry, worded as config errors
+    are; the CLI uses it for models it builds from arguments (one line, no dump)."""
+    first = exc.errors()[0]
+    return _loc_to_path(_user_loc(tuple(first["loc"]))), _describe(first)
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
@@ -369,4 +440,8 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         where = f"{file}:{mark.line + 1}" if mark is not None else str(file)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(where, "", f"invalid YAML: {problem}") from None
+    except ValueError as exc:  # a date-like scalar YAML reads as a bad date: `2017-13-45`
+        raise ConfigError(str(file), "", f"invalid YAML: {exc} (quote the value)") from None
+    except RecursionError:  # `[[[[…` nested deeper than the parser's stack
+        raise ConfigError(str(file), "", "invalid YAML: nested too deeply") from None
     return parse_config(data, file=str(file), env=env, node=node)

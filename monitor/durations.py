@@ -26,11 +26,20 @@ def parse_duration(value: str | int | float | timedelta) -> timedelta:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError(f"expected a non-negative duration, got {value!r}")
-        return timedelta(seconds=value)
+        return _seconds(value, value)
     match = _PATTERN.match(str(value))
     if not match:
         raise ValueError(f"expected a duration like '5m', got {value!r}")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    return _seconds(float(match.group(1)) * _UNITS[match.group(2)], value)
+
+
+def _seconds(seconds: float, given: object) -> timedelta:
+    # timedelta raises OverflowError past 999,999,999 days, which a validator does not
+    # turn into a config error: it escaped as a traceback (found by tests/fuzz)
+    try:
+        return timedelta(seconds=seconds)
+    except (OverflowError, ValueError):
+        raise ValueError(f"expected a duration up to 999999999d, got {given!r}") from None
 
 
 def format_duration(value: timedelta) -> str:

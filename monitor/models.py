@@ -7,9 +7,17 @@ change what another stage already saw.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-__all__ = ["Batch", "Cursor", "Post", "ScoredPost", "Sentiment", "StreamKey", "utc"]
+__all__ = ["EARLIEST_POST", "FUTURE_SLACK", "Batch", "Cursor", "ImplausibleDate", "Post",
+           "ScoredPost", "Sentiment", "StreamKey", "plausible_created", "utc"]
+
+# No post of any platform here is older (Usenet archives and early blogs included),
+# and the rollups count steps from the Unix epoch.
+EARLIEST_POST = datetime(1990, 1, 1, tzinfo=UTC)
+# A post stamped up to this far ahead is a client clock running fast, and kept (the
+# Bluesky collectors clamp it to the time the network saw it); further is garbage.
+FUTURE_SLACK = timedelta(days=1)
 
 
 def utc(dt: datetime) -> datetime:
@@ -17,6 +25,27 @@ def utc(dt: datetime) -> datetime:
     if dt.tzinfo is None:
         return dt.replace(tzinfo=UTC)
     return dt.astimezone(UTC)
+
+
+class ImplausibleDate(ValueError):
+    """A post's time no platform can have produced (year 0001, year 9999...)."""
+
+
+def plausible_created(created: datetime, now: datetime | None = None) -> datetime:
+    """A post's creation time, checked: every collector passes its times through this.
+
+    Returns *created* as aware UTC when it lies between :data:`EARLIEST_POST` and
+    :data:`FUTURE_SLACK` after *now*; otherwise raises :class:`ImplausibleDate` (a
+    ``ValueError``), which the collector counts as a rejected post. Stored as given,
+    a year-9999 post made its stream's "last post" the future, its lag negative and
+    the flatline alert blind.
+    """
+    created = utc(created)
+    now = utc(now) if now is not None else datetime.now(UTC)
+    if created < EARLIEST_POST or created > now + FUTURE_SLACK:
+        raise ImplausibleDate(f"expected a time between {EARLIEST_POST:%Y-%m-%d} and a day "
+                              f"from now, got {created:%Y-%m-%dT%H:%M:%SZ}")
+    return created
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +124,7 @@ class ScoredPost:
     is_repost: bool
     sensitive: bool
     sentiment: Sentiment | None
+    text_truncated: bool = False  # the text was cut to TEXT_MAX_CHARS (enrich.pipeline)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +132,7 @@ class Batch:
     """Posts fetched together and the cursor to save once they are stored.
 
     ``deleted`` lists canonical keys the platform reported as deleted.
+    ``edited`` carries new versions of posts the platform reported edited.
     """
 
     stream: StreamKey
@@ -109,3 +140,6 @@ class Batch:
     cursor: Cursor | None = None
     deleted: tuple[str, ...] = field(default=())
     rejected: int = 0  # malformed items skipped by the source, counted in health
+    # new versions of posts the platform reported edited (Mastodon status.update):
+    # stored posts are replaced and their buckets corrected (monitor.store.edits)
+    edited: tuple[Post, ...] = field(default=())

@@ -21,7 +21,12 @@ Wiring only; every stage is its own module:
   ``shutdown_grace`` seconds.
 
 Later stages hook in with :meth:`Service.add_periodic`,
-:meth:`Service.add_background` and :meth:`Service.add_after_store`.
+:meth:`Service.add_background` and :meth:`Service.add_after_store`; jobs that
+must not overlap a batch write (retention) run through :meth:`Service.exclusive`.
+
+Long because it is the one place that owns every job's lifecycle — polls,
+streams, periodic and re-check jobs, the serialised write path and a bounded
+shutdown — and splitting those apart would spread the stop/cancel rules.
 """
 
 from __future__ import annotations
@@ -45,13 +50,16 @@ from monitor.enrich.pipeline import Enricher
 from monitor.errors import MonitorError
 from monitor.metrics import observe_write
 from monitor.models import Batch, ScoredPost, StreamKey
+from monitor.outage import DatabaseOutage, LongPollFilter
+from monitor.privacy_jobs import RecentDeletions, recheck_jobs, recheck_stream
 from monitor.sources.errors import format_wait
 from monitor.sources.http import HttpClient
 from monitor.sources.protocols import PolledSource, StreamingSource
-from monitor.sources.registry import build_sources
 from monitor.store.db import redact_url
+from monitor.store.edits import apply_edits
 from monitor.store.posts import existing_posts
 from monitor.store.write import WriteResult, load_cursor, record_failure, write_batch
+from monitor.streams import StreamJobs
 
 __all__ = ["Service", "StoredBatch"]
 
@@ -112,8 +120,9 @@ class Service:
         self.engine = engine
         self.clock = clock
         self.shutdown_grace = shutdown_grace
-        self._enricher = Enricher.from_config(config)
+        self._enricher = Enricher.from_config(config, engine=engine)
         self._write_lock = asyncio.Lock()
+        self.outage = DatabaseOutage()  # one log line per database outage (monitor.outage)
         self._periodic: list[tuple[str, timedelta, Callable[[], Awaitable[None]]]] = []
         self._background: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         self._after_store: list[tuple[str, AfterStore]] = []
@@ -121,6 +130,7 @@ class Service:
         self._scheduler: AsyncIOScheduler | None = None
         self._stopping = False
         self._platforms: dict[str, set[str]] = {}  # stream source → platforms of its posts
+        self._recently_deleted = RecentDeletions()  # deletions of posts not stored
         self.batches_stored = 0
 
     # ------------------------------------------------------------------ extension points
@@ -143,6 +153,11 @@ class Service:
         if self._scheduler is not None:
             self._spawn(self._supervise(name, factory, ()), f"background:{name}")
 
+    async def exclusive(self, fn: Callable[[], T]) -> T:
+        """Run ``fn()`` in a worker thread between batch writes (under the write lock)."""
+        async with self._write_lock:
+            return await asyncio.to_thread(fn)
+
     def add_after_store(self, name: str, fn: AfterStore) -> None:
         """Call ``await fn(stored)`` after each committed batch (failures are logged only)."""
         self._after_store.append((name, fn))
@@ -154,42 +169,19 @@ class Service:
         stop = stop or asyncio.Event()
         self._stopping = False
         async with HttpClient(self.config.http) as http:
-            sources = build_sources(self.config, http)
             scheduler = AsyncIOScheduler(timezone=UTC)
             self._scheduler = scheduler
-            polled = streaming = 0
-            now = datetime.now(UTC)
-            for src in sources:
-                if isinstance(src, StreamingSource):
-                    streams = src.streams()
-                    for stream in streams:
-                        self._platforms.setdefault(stream.source, set()).add(src.platform)
-                    self._spawn(self._supervise(f"{src.source} stream", self._streamer(src),
-                                                streams), f"stream:{src.source}")
-                    streaming += 1
-                    continue
-                interval = src.interval()
-                jitter = src.jitter()
-                for index, stream in enumerate(src.streams()):
-                    job_id = f"poll:{stream.source}:{stream.name}"
-                    if scheduler.get_job(job_id) is not None:
-                        log.warning("%s %s is configured twice; polling it once",
-                                    stream.source, stream.name)
-                        continue
-                    self._platforms.setdefault(stream.source, set()).add(src.platform)
-                    scheduler.add_job(
-                        self._poll_job, IntervalTrigger(
-                            seconds=max(interval.total_seconds(), 0.05),
-                            jitter=jitter.total_seconds() or None, timezone=UTC),
-                        args=(src, stream),
-                        id=job_id,
-                        name=f"poll {stream.source} {stream.name}",
-                        max_instances=1, coalesce=True,
-                        misfire_grace_time=max(1, int(interval.total_seconds())),
-                        # spread the first polls so a hundred streams do not start at once
-                        next_run_time=now + timedelta(seconds=min(index * 0.1, 10.0)),
-                    )
-                    polled += 1
+            # a poll running past its interval: one line per job, not a warning per tick
+            long_polls = LongPollFilter(log)
+            logging.getLogger("apscheduler.scheduler").addFilter(long_polls)
+            # the poll jobs and streaming tasks, changed at run time by `monitor tags`
+            jobs = StreamJobs(self, scheduler, http)
+            sources = await jobs.start()
+            polled, streaming = jobs.polled, jobs.streaming
+            for name, interval, asked, fn in recheck_jobs(self.config, sources, self.engine,
+                                                           self.store, self.clock):
+                self._platforms.setdefault(recheck_stream(asked).source, set()).add(asked.platform)
+                self._schedule_periodic(scheduler, name, interval, fn)
             for name, interval, fn in self._periodic:
                 self._schedule_periodic(scheduler, name, interval, fn)
             for name, factory in self._background:
@@ -206,6 +198,7 @@ class Service:
                 await stop.wait()
             finally:
                 await self._shutdown(scheduler)
+                logging.getLogger("apscheduler.scheduler").removeFilter(long_polls)
 
     async def _shutdown(self, scheduler: AsyncIOScheduler) -> None:
         self._stopping = True
@@ -260,8 +253,8 @@ class Service:
 
     async def _poll_job(self, src: PolledSource, stream: StreamKey) -> None:
         """One tick of one polled stream: fetch what is new, store it batch by batch."""
-        if self._stopping:
-            return
+        if self._stopping or self.outage.waiting():
+            return  # (the database is down: wait for its next retry, quietly)
         self._track_current()
         started = time.monotonic()
         stored = 0
@@ -286,7 +279,7 @@ class Service:
                       "" if stored == 1 else "es", time.monotonic() - started)
 
     async def _periodic_job(self, name: str, fn: Callable[[], Awaitable[None]]) -> None:
-        if self._stopping:
+        if self._stopping or self.outage.waiting():
             return
         self._track_current()
         try:
@@ -296,9 +289,13 @@ class Service:
                 return
             raise
         except Exception as exc:
+            if self.outage.failed(exc):
+                return  # one line for the whole outage, logged by self.outage
             log.error("periodic job %s failed: %s; it runs again at its next interval",
                       name, describe_error(exc))
             log.debug("periodic job %s traceback", name, exc_info=True)
+        else:
+            self.outage.ok()
 
     def _streamer(self, src: StreamingSource) -> Callable[[], Awaitable[None]]:
         async def start() -> None:
@@ -338,6 +335,8 @@ class Service:
 
     async def _report_failure(self, streams: Iterable[StreamKey], exc: BaseException,
                               next_step: str, *, label: str | None = None) -> None:
+        if self.outage.failed(exc):
+            return  # one line for the whole outage; stream_health cannot be written anyway
         message = describe_error(exc)
         streams = list(streams)
         who = label or ", ".join(f"{s.source} {s.name}" for s in streams)
@@ -375,6 +374,7 @@ class Service:
                         await asyncio.shield(work)
                 raise
         self.batches_stored += 1
+        self.outage.ok()
         if result.inserted or deleted or batch.rejected:
             log.info("%s %s: %d new post%s, %d duplicate%s%s%s", batch.stream.source,
                      batch.stream.name, result.inserted, _s(result.inserted), result.duplicates,
@@ -399,23 +399,31 @@ class Service:
         if batch.posts:
             self._platforms.setdefault(batch.stream.source, set()).update(
                 p.platform for p in batch.posts)
+        if batch.edited:  # replaced with buckets corrected; edits of unknown posts stored as new
+            edits = apply_edits(self.engine, self._enricher.enrich_many(batch.edited),
+                                now=self.clock())
+            scored = [*scored, *edits.missing]
         deleted = self._deletions(batch) if batch.deleted else []
+        if self._recently_deleted:  # deleted before it showed up: never stored
+            scored = [p for p in scored if (p.platform, p.key) not in self._recently_deleted]
         with observe_write():
             result = write_batch(
                 self.engine, scored, cursor=batch.cursor, stream=batch.stream, deleted=deleted,
                 rejected=batch.rejected, now=self.clock(),
+                recount=self.config.privacy.deletions == "recount",
             )
         return scored, deleted, result
 
     def _deletions(self, batch: Batch) -> list[tuple[str, str]]:
         """Reported deletions of posts we hold (or are storing now), as (platform, key).
 
-        A firehose reports every delete on the network; only ours are worth a row.
-        """
+        A firehose reports every delete on the network; only ours are worth a row."""
         wanted = set(batch.deleted)
         found = {(p.platform, p.key) for p in batch.posts if p.key in wanted}
         platforms = self._platforms.get(batch.stream.source, set())
         found |= existing_posts(self.engine, platforms, wanted)
+        # the rest (a firehose reports the whole network's): remembered, not stored
+        self._recently_deleted.update(wanted.difference(k for _, k in found), platforms)
         return sorted(found)
 
 

@@ -12,7 +12,7 @@ import unicodedata
 from collections.abc import Iterable
 from functools import lru_cache
 
-__all__ = ["normalise_tag", "normalise_tags"]
+__all__ = ["normalise_tag", "normalise_tags", "strict_tag"]
 
 
 def _normalise(raw: str) -> str:
@@ -40,6 +40,19 @@ def _normalise(raw: str) -> str:
 def normalise_tag(raw: str) -> str:
     """NFKC, casefold, strip '#' and trailing punctuation: '#MeToo.' → 'metoo'."""
     return _normalise(raw)
+
+
+def strict_tag(raw: str) -> str:
+    """*raw* normalised, when all of it is a tag; ValueError otherwise.
+
+    The config's ``hashtags`` and every CLI tag argument use this: ``#MeToo`` is
+    ``metoo``, but ``bad tag`` or ``me-too`` is a mistake, not ``bad`` or ``me``.
+    """
+    tag = normalise_tag(raw)
+    whole = unicodedata.normalize("NFKC", raw).strip().lstrip("#＃").casefold()
+    if not tag or tag != whole:
+        raise ValueError(f"expected a tag of letters, digits or '_', got {raw!r}")
+    return tag
 
 
 def normalise_tags(values: Iterable[str]) -> list[str]:

@@ -27,15 +27,26 @@ DETECT_EVERY = timedelta(minutes=1)
 def build_service(config: Config, engine: Engine) -> Service:
     """A Service with detection, the notification dispatcher and the dashboard attached."""
     from monitor.detect.engine import evaluate
+    from monitor.locks import RoleLock
     from monitor.notify.wiring import attach
+    from monitor.privacy_jobs import retention_ages, retention_job
 
     service = Service(config, engine)
     if config.rules:
+        # one evaluator per database (PostgreSQL advisory lock; SQLite has the run lock)
+        evaluator = RoleLock(engine, "evaluator")
 
         async def detect() -> None:
-            await asyncio.to_thread(evaluate, engine, config, datetime.now(UTC))
+            if await asyncio.to_thread(evaluator.held):
+                # service.config: the followed tags as changed at run time (`monitor tags`)
+                await asyncio.to_thread(evaluate, engine, service.config, datetime.now(UTC))
 
         service.add_periodic("detect", DETECT_EVERY, detect)
+    ages = retention_ages(config)
+    if ages.any:
+        # privacy.retention: clear text/authors and delete old rows, batch by batch
+        service.add_periodic("retention", config.privacy.retention.every,
+                             retention_job(config, engine, service.exclusive, service.clock))
     attach(service, engine, config)
     if config.web.enabled:
         from monitor.web.server import serve

@@ -3,6 +3,7 @@ real service checks. With CI set, a missing service fails the test; it never ski
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
@@ -47,6 +48,22 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
                  "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """A command run in-process (CliRunner) configures the root logger as `monitor` does;
+    put it back so one test's handlers and level never leak into the next."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
 
 
 def pg_schema_url() -> Iterator[str]:

@@ -248,8 +248,10 @@ COMMAND_ARGS: dict[str, list[str]] = {
     "check-config": [], "init-db": [], "import": ["posts.jsonl", "--platform", "x"],
     "run": [], "status": [], "trends": ["metoo"], "top": [], "cotags": ["metoo"],
     "relate": ["metoo", "notallmen"], "export": ["posts", "--out", "-"], "web": [],
-    "alerts": [], "evaluate": [], "outbox": [], "digest": [],
+    "alerts": [], "evaluate": [], "backtest": [], "outbox": [], "digest": [],
     "silence add": ["tag=metoo"], "silence list": [], "silence expire": ["1"],
+    "forget": ["--author", "alice", "--platform", "mastodon"], "rotate-secret": [],
+    "tags list": [], "tags add": ["ididit"], "tags remove": ["metoo"],
 }
 
 

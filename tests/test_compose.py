@@ -19,8 +19,19 @@ def compose() -> dict[str, Any]:
     return data
 
 
+# what an operator sets before `docker compose up` (compose refuses without them)
+OPERATOR_ENV = {"POSTGRES_PASSWORD": "f3a9c0d1e2b4a6c8", "MONITOR_WEB_TOKEN": "t" * 32}
+_REQUIRED = re.compile(r"\$\{([A-Z_]+):\?[^}]*\}")
+
+
 def expand_compose_defaults(value: str) -> str:
-    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+    """Compose interpolation: ${VAR:-default} → default, ${VAR:?error} → the operator's value."""
+    value = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+    return _REQUIRED.sub(lambda m: OPERATOR_ENV[m.group(1)], value)
+
+
+def _text() -> str:
+    return (REPO / "docker-compose.yml").read_text(encoding="utf-8")
 
 
 def test_services_present() -> None:
@@ -39,7 +50,8 @@ def test_monitor_env_is_understood_by_config() -> None:
     applied = _apply_env({}, {k: v for k, v in overrides.items() if k not in referenced})
     assert len(applied) == len([k for k in overrides if k not in referenced]), applied
     # the database URL points at the compose PostgreSQL with its credentials
-    pg = compose()["services"]["postgres"]["environment"]
+    pg = {k: expand_compose_defaults(str(v))
+          for k, v in compose()["services"]["postgres"]["environment"].items()}
     url = config.database.url
     assert url.startswith("postgresql://")
     assert (
@@ -54,7 +66,8 @@ def test_alerts_go_to_the_compose_mail_catcher_and_broker() -> None:
     services = compose()["services"]
     email = config.notify.email
     assert email.enabled and email.smtp.host in services
-    assert f"{email.smtp.port}:{email.smtp.port}" in [str(p) for p in services["mailpit"]["ports"]]
+    assert f"127.0.0.1:{email.smtp.port}:{email.smtp.port}" in [
+        str(p) for p in services["mailpit"]["ports"]]
     mqtt = config.notify.mqtt
     assert mqtt.enabled and mqtt.host in services
     assert config.web.host == "0.0.0.0" and config.web.token
@@ -62,9 +75,51 @@ def test_alerts_go_to_the_compose_mail_catcher_and_broker() -> None:
 
 def test_published_ports_match() -> None:
     services = compose()["services"]
-    ports = {s: [str(p).split(":")[0] for p in services[s].get("ports", [])] for s in services}
+    ports = {s: [str(p).split(":")[-2] for p in services[s].get("ports", [])] for s in services}
     assert "5432" in ports["postgres"]
     assert "1883" in ports["mosquitto"]
     assert {"1025", "8025"} <= set(ports["mailpit"])
     config = load_config(REPO / "config.yaml", env={})
     assert str(config.web.port) in ports["monitor"]
+
+
+def test_no_known_secret_ships() -> None:
+    """Every secret is the operator's (compose refuses without it) or generated on first start."""
+    services = compose()["services"]
+    env = services["monitor"]["environment"]
+    # the access secrets have no default: `docker compose up` stops with the message
+    for name in ("POSTGRES_PASSWORD", "MONITOR_WEB_TOKEN"):
+        assert re.search(r"\$\{" + name + r":\?[^}]+\}", _text()), name
+        assert not re.search(r"\$\{" + name + r":-", _text()), name
+    assert "${POSTGRES_PASSWORD:?" in services["postgres"]["environment"]["POSTGRES_PASSWORD"]
+    # the author key: no value in the file, a file in a volume created on first start
+    assert "MONITOR_PRIVACY_HASH_SECRET" not in env
+    assert env["MONITOR_PRIVACY_HASH_SECRET_FILE"].startswith("/secrets/")
+    assert any(str(v).endswith(":/secrets") for v in services["monitor"]["volumes"])
+    assert "monitor-secrets" in compose()["volumes"]
+    for stale in ("change-me", "MONITOR_HASH_SECRET", "MONITOR_CONTACT", "monitor:monitor@"):
+        assert stale not in _text(), stale
+
+
+def test_only_the_dashboard_listens_beyond_loopback() -> None:
+    services = compose()["services"]
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            if name != "monitor":
+                assert str(port).startswith("127.0.0.1:"), (name, port)
+
+
+def test_compose_env_with_an_unknown_name_is_refused(tmp_path: Path) -> None:
+    """An old or misspelt MONITOR_ name is one line naming it, not silence."""
+    from monitor.errors import ConfigError
+
+    env_block = compose()["services"]["monitor"]["environment"]
+    env = {k: expand_compose_defaults(str(v)) for k, v in env_block.items()}
+    load_config(REPO / "config.yaml", env=env)  # the real names all land
+    for stale in ("MONITOR_HASH_SECRET", "MONITOR_CONTACT"):
+        try:
+            load_config(REPO / "config.yaml", env={**env, stale: "x"})
+        except ConfigError as exc:
+            assert str(exc).startswith(f"environment: {stale}: maps to no setting")
+        else:
+            raise AssertionError(f"{stale} was accepted")

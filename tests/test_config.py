@@ -147,3 +147,25 @@ def test_durations_parse(tmp_path: Path) -> None:
 )
 def test_normalise_tag(raw: str, tag: str) -> None:
     assert normalise_tag(raw) == tag
+
+
+def test_privacy_deletions_recheck_and_retention(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("privacy:\n  deletions: recount\n  recheck: 7d\n"
+                    "  retention:\n    text: 30d\n    authors: forever\n")
+    privacy = load_config(path, env={"MONITOR_PRIVACY_RETENTION_POSTS": "365d"}).privacy
+    assert privacy.deletions == "recount" and privacy.recheck == timedelta(days=7)
+    r = privacy.retention
+    assert (r.text, r.authors, r.posts) == (timedelta(days=30), None, timedelta(days=365))
+    # the defaults keep everything and ask nothing; a bare YAML `off` is off
+    path.write_text("privacy:\n  recheck: off\n")
+    privacy = load_config(path, env={}).privacy
+    assert privacy.deletions == "keep" and privacy.recheck is None
+    assert privacy.retention.text is None and privacy.retention.posts is None
+    for bad, expected in (("retention:\n    text: soon", "privacy.retention.text"),
+                          ("retention:\n    posts: 0s", "privacy.retention.posts"),
+                          ("deletions: drop", "privacy.deletions")):
+        path.write_text(f"privacy:\n  {bad}\n")
+        with pytest.raises(ConfigError) as err:
+            load_config(path, env={})
+        assert expected in str(err.value) and "\n" not in str(err.value)

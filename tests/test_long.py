@@ -23,25 +23,30 @@ NAB = REPO.parent / "shared" / "data" / "nab_realtweets"
 pytestmark = pytest.mark.long
 
 
-@pytest.mark.parametrize("profile", ["standard", "reward_low_FP_rate", "reward_low_FN_rate"])
-def test_nab_detector_quality_does_not_regress(profile: str) -> None:
-    """The spike rule on NAB's public realTweets files, scored as NAB scores (README table)."""
-    if not NAB.exists():
-        pytest.fail(f"{NAB} is missing: the NAB data ships in shared/data beside the repo")
+def test_nab_out_of_sample_quality_does_not_regress() -> None:
+    """The spike rule scored only on NAB files its parameters were not chosen on (README)."""
+    other = NAB.parent / "nab_other"
+    for data in (NAB, other):
+        if not data.exists():
+            pytest.fail(f"{data} is missing: the NAB data ships in shared/data beside the repo")
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.nab", "--data", str(NAB), "--profile", profile],
+        [sys.executable, "-m", "benchmarks.nab", "--tweets", str(NAB), "--other", str(other)],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1800,
         check=True,
     )
     figures = json.loads(result.stdout.strip().splitlines()[-1])
-    floor = {"standard": 80.0, "reward_low_FP_rate": 75.0, "reward_low_FN_rate": 84.0}[profile]
-    assert figures["score"] >= floor
-    # ahead of every published detector but ARTime on every profile
-    others = {k: v for k, v in figures.items() if k.startswith("score_") and k != "score_ARTime"}
-    assert others and all(figures["score"] > v for v in others.values())
+    # out-of-sample floors a little under the measured 59.6 / 27.9 / 45.5 (README)
+    assert figures["score_tweets_public"] >= 55.0
+    assert figures["score_nab_other"] >= 25.0
+    assert figures["score_loco"] >= 42.0
+    # the shipped defaults are what the documented procedure picks, and the service's
+    # own path (is_spike + lifecycle.step) gives exactly the scored detections
+    assert figures["defaults_agree"] == 1.0
+    assert figures["service_path_identical"] == 1.0
+    assert figures["points_per_s"] >= 20_000
 
 
 def test_large_import_is_exact_and_idempotent(engine: Engine, tmp_path: Path) -> None:

@@ -10,24 +10,29 @@ import json
 import sys
 from datetime import datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from sqlalchemy import Engine
 
+from monitor.analyse.plot import PlotResult
 from monitor.analyse.timerange import parse_range, parse_step
+from monitor.arguments import known_tags, tag_arg
 from monitor.cli import (
     ConfigOption,
     OutputFormat,
     console,
     emit_rows,
+    err_console,
     fail,
     get_config,
     open_store,
     user_errors,
 )
-from monitor.errors import ConfigError, InputError
-from monitor.tags import normalise_tag
+from monitor.config import Config
+from monitor.errors import ConfigError
 
 __all__ = ["register"]
 
@@ -44,17 +49,25 @@ def _step(value: str) -> timedelta:
 
 
 def _tags(raw: list[str], option: str) -> list[str]:
-    out = []
-    for value in raw:
-        tag = normalise_tag(value)
-        if not tag:
-            raise InputError(option, f"expected a hashtag like 'metoo', got {value!r}")
-        out.append(tag)
-    return out
+    # as the config checks hashtags: 'bad tag' is a mistake, not the tag 'bad'
+    return [tag_arg(value, option) for value in raw]
+
+
+def _known(engine: Engine, cfg: Config, tags: list[str], option: str) -> None:
+    """A tag neither followed nor ever seen gets a hint, not an empty table (exit 2)."""
+    known_tags(engine, cfg.hashtags, tags, option,
+               lambda line: err_console.print(line, **_PLAIN, markup=False))
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:+.{digits}f}"
+
+
+def _plotted(result: PlotResult) -> None:
+    # on stderr: stdout stays the table, CSV or JSON asked for
+    marks = len(result.alerts_marked)
+    err_console.print(f"{result.path}: {result.width}x{result.height} PNG, "
+                      f"{marks} alert{'' if marks == 1 else 's'} marked", **_PLAIN)
 
 
 SinceOption = Annotated[str, typer.Option("--since", help="start: a duration back (7d) or a date")]
@@ -62,6 +75,10 @@ UntilOption = Annotated[
     str | None, typer.Option("--until", help="end (default now): a duration back or a date")
 ]
 FormatOption = Annotated[OutputFormat, typer.Option("--format", "-f", help="table, csv or json")]
+PlotOption = Annotated[
+    Path | None,
+    typer.Option("--plot", help="also write a PNG: volume and tone, alerts marked (charts extra)"),
+]
 
 
 @user_errors
@@ -72,15 +89,22 @@ def trends(
     step: Annotated[str, typer.Option("--step", help="5m, 1h, 1d (multiples of 5m)")] = "1h",
     fmt: FormatOption = OutputFormat.table,
     config: ConfigOption = None,
+    plot: PlotOption = None,
 ) -> None:
-    """Volume and mean sentiment per tag per step, with sparklines."""
+    """Volume and mean sentiment per tag per step, with sparklines (--plot: a PNG too)."""
     from monitor.analyse.trends import summarise
     from monitor.store.queries import series
 
     cfg = get_config(config)
     start, end = _range(since, until)
     wanted = _tags(tags, "TAG")
-    points = series(open_store(cfg), wanted, start, end, _step(step))
+    engine = open_store(cfg)
+    _known(engine, cfg, wanted, "TAG")
+    points = series(engine, wanted, start, end, _step(step))
+    if plot is not None:
+        from monitor.analyse.plot import trends_plot
+
+        _plotted(trends_plot(engine, plot, points, wanted, start, end, step))
     rows = [
         {"tag": p.tag, "bucket": p.bucket.isoformat(), "posts": p.posts, "scored": p.scored,
          "mean_compound": p.mean_compound, "positive": p.positive, "neutral": p.neutral,
@@ -180,7 +204,9 @@ def cotags_command(
     cfg = get_config(config)
     start, end = _range(since, until)
     (wanted,) = _tags([tag], "TAG")
-    found = cotags(open_store(cfg), wanted, start, end, limit)
+    engine = open_store(cfg)
+    _known(engine, cfg, [wanted], "TAG")
+    found = cotags(engine, wanted, start, end, limit)
     rows: list[dict[str, Any]] = [
         {"tag": c.tag, "posts": c.posts,
          "share": f"{c.share * 100:.1f}%" if fmt is OutputFormat.table else c.share,
@@ -200,15 +226,23 @@ def relate_command(
     max_lag: Annotated[int, typer.Option("--max-lag", help="hours either way")] = 48,
     fmt: FormatOption = OutputFormat.table,
     config: ConfigOption = None,
+    plot: PlotOption = None,
 ) -> None:
     """The counter-movement view: lag, co-occurrence and tone of two tags."""
-    from monitor.analyse.relate import describe_lag, relate, relation_dict
+    from monitor.analyse.relate import describe_relation, lag_convention, relate, relation_dict
     from monitor.analyse.trends import sparkline
 
     cfg = get_config(config)
     start, end = _range(since, until)
     a, b = _tags([tag_a, tag_b], "TAG")
-    rel = relate(open_store(cfg), a, b, start, end, max_lag=max_lag)
+    engine = open_store(cfg)
+    _known(engine, cfg, [a, b], "TAG")
+    rel = relate(engine, a, b, start, end, max_lag=max_lag)
+    if plot is not None:
+        from monitor.analyse.plot import relate_plot
+
+        x = rel.xcorr
+        _plotted(relate_plot(engine, plot, a, b, rel.since, rel.until, (x.lags, x.r, x.band)))
     data = relation_dict(rel)
     if fmt is OutputFormat.json:
         sys.stdout.write(json.dumps(data, indent=1) + "\n")
@@ -219,19 +253,25 @@ def relate_command(
         return
     x = rel.xcorr
     console.print(f"[bold]#{a} ↔ #{b}[/]  {rel.since:%Y-%m-%d %H:%M} → {rel.until:%Y-%m-%d %H:%M}"
-                  f" UTC, {x.n} hourly points", **_PLAIN)
-    console.print(describe_lag(a, b, x.best_lag, x.best_r, x.significant), **_PLAIN)
-    scale = max([abs(v) for v in x.r] + [x.band, 0.05])
-    half = len(x.lags) // 2
-    console.print(f"cross-correlation r by lag (bars scaled to ±{scale:.2f}; "
-                  f"noise band ±{x.band:.2f}):", **_PLAIN)
-    for lo, hi in ((0, half + 1), (half, len(x.lags))):
-        line = sparkline(list(x.r[lo:hi]), width=hi - lo, low=-scale, high=scale)
-        console.print(f"  {x.lags[lo]:+4d} h {line} {x.lags[hi - 1]:+d} h", **_PLAIN,
-                      markup=False)
-    strongest = sorted(range(len(x.r)), key=lambda i: -abs(x.r[i]))[:5]
-    console.print("  strongest: " + ", ".join(f"{x.lags[i]:+d} h r={x.r[i]:+.2f}"
-                                              for i in strongest), **_PLAIN)
+                  " UTC", **_PLAIN)
+    if x.span_since is not None and x.span_until is not None and x.n:
+        console.print(f"both tags have posts from {x.span_since:%Y-%m-%d %H:%M} to "
+                      f"{x.span_until:%Y-%m-%d %H:%M} UTC: {x.n} hours, #{a} in {x.active_a} "
+                      f"of them, #{b} in {x.active_b}", **_PLAIN)
+    console.print(describe_relation(rel), **_PLAIN, markup=False)
+    if x.lags:
+        scale = max([abs(v) for v in x.r] + [x.band, 0.05])
+        half = len(x.lags) // 2
+        console.print(f"cross-correlation r by lag (bars scaled to ±{scale:.2f}; the best lag of "
+                      f"unrelated series passes ±{x.band:.2f} 5% of the time):", **_PLAIN)
+        for lo, hi in ((0, half + 1), (half, len(x.lags))):
+            line = sparkline(list(x.r[lo:hi]), width=hi - lo, low=-scale, high=scale)
+            console.print(f"  {x.lags[lo]:+4d} h {line} {x.lags[hi - 1]:+d} h", **_PLAIN,
+                          markup=False)
+        strongest = sorted(range(len(x.r)), key=lambda i: -abs(x.r[i]))[:5]
+        console.print("  strongest: " + ", ".join(f"{x.lags[i]:+d} h r={x.r[i]:+.2f}"
+                                                  for i in strongest), **_PLAIN)
+        console.print(lag_convention(a, b), **_PLAIN, markup=False)
     console.print(
         f"posts: #{a} {rel.posts_a}, #{b} {rel.posts_b}, both {rel.posts_both} "
         f"({rel.share_both * 100:.1f}% of posts with either; {rel.share_of_a * 100:.1f}% of "
@@ -265,22 +305,30 @@ def export_command(
     since: SinceOption = "30d",
     until: UntilOption = None,
     step: Annotated[str, typer.Option("--step", help="series step: 5m, 1h, 1d")] = "1h",
-    fmt: Annotated[ExportFormatOpt, typer.Option("--format", "-f")] = ExportFormatOpt.csv,
+    fmt: Annotated[ExportFormatOpt | None, typer.Option(
+        "--format", "-f", help="default: from the --out extension (.csv, .jsonl, .parquet; "
+                               "csv for '-')")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Export posts or series as CSV, JSON Lines or Parquet (privacy settings apply)."""
-    from monitor.analyse.export import export_posts, export_series
+    """Export posts or series as CSV, JSON Lines or Parquet (privacy settings apply).
+
+    Without --tag, posts of every tag, and the series of the followed tags."""
+    from monitor.analyse.export import export_posts, export_series, format_for
 
     cfg = get_config(config)
     start, end = _range(since, until)
     tags = _tags(tag or [], "--tag")
+    # before the database is opened: a wrong name costs nothing
+    chosen = format_for(out, fmt.value if fmt is not None else None)
     engine = open_store(cfg)
+    if tags:
+        _known(engine, cfg, tags, "--tag")
     try:
         if kind is ExportKind.posts:
-            summary = export_posts(engine, cfg, out, fmt.value, tags=tags, since=start, until=end)
+            summary = export_posts(engine, cfg, out, chosen, tags=tags, since=start, until=end)
         else:
-            summary = export_series(engine, out, fmt.value, tags=tags, since=start, until=end,
-                                    step=_step(step))
+            summary = export_series(engine, out, chosen, tags=tags, since=start, until=end,
+                                    step=_step(step), config=cfg)
     except OSError as exc:
         fail(f"{out}: {exc.strerror or exc}", 1)
     if out != "-":
@@ -311,8 +359,10 @@ def web_command(
         problem = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
         raise ConfigError("--host/--port", "web", problem) from None
     engine = open_store(cfg)
-    console.print(f"dashboard on http://{web.host}:{web.port}/ (Ctrl-C to stop)", **_PLAIN)
-    asyncio.run(serve(engine, cfg.model_copy(update={"web": web}), embedded=False))
+    # said once the port is bound: a port in use is one error line, not a false promise
+    asyncio.run(serve(engine, cfg.model_copy(update={"web": web}), embedded=False,
+                      announce=lambda url: console.print(f"dashboard on {url} (Ctrl-C to stop)",
+                                                         **_PLAIN)))
 
 
 def register(app: typer.Typer) -> None:

@@ -1,24 +1,18 @@
 """The counter-movement view: does tag B answer tag A, after how long, and in what tone?
 
-Volume relation. Raw hourly counts of two hashtags correlate at almost every
-lag: both follow the same day/night rhythm and both drift with platform
-activity, so a naive cross-correlation peaks wherever the shared rhythm lines
-up and says nothing about B answering A. Before correlating, each series is
+Volume relation: the lag at which the two tags' hourly volumes correlate best,
+and how sure that is, computed by :mod:`monitor.analyse.xcorr` (log scale, local
+hour-of-day profile, differences, local noise level, prewhitening; a null that
+keeps each series' autocorrelation).
 
-1. put on a log scale (``log1p``), so one viral hour does not outweigh a month;
-2. stripped of its hour-of-day profile (the mean of each UTC hour of the day
-   over the range), which removes the shared daily seasonality;
-3. first-differenced, which removes slow trends and level shifts and turns
-   "B is high after A is high" into "B moves after A moves";
-4. prewhitened (Box–Jenkins): an AR(p) model is fitted to A's series by least
-   squares and the same filter is applied to both, so autocorrelation left in A
-   cannot smear the peak over neighbouring lags.
-
-The normalised cross-correlation ``r(k) = corr(a[t], b[t+k])`` is then computed
-for ``k`` in ``[-max_lag, max_lag]`` hours. A positive best lag ``k`` means
-**B follows A by k hours**; a negative one means A follows B. Correlations
-inside ``±1.96/√n`` are indistinguishable from noise at about the 5 % level and
-are reported as such.
+Only the span where **both** tags have posts is correlated: from the later of
+the two first hours with posts to the earlier of the two last ones. Hours
+outside it are not zeros to correlate (a tag that did not exist yet, or was
+not collected, says nothing about the other), and the one step from nothing to
+20 posts/h would otherwise be the whole "relation". When that span is shorter
+than :data:`MIN_SPAN_HOURS` or either tag has posts in fewer than
+:data:`MIN_ACTIVE_HOURS` of its hours, no lag is estimated and the answer says
+so (the co-occurrence and tone parts still answer).
 
 Co-occurrence and tone: the share of posts carrying both tags, and for each
 tag the mean VADER compound of its posts with and without the other tag. No
@@ -33,52 +27,46 @@ later tag is one of the two counts as "without".
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 from sqlalchemy import Engine
 
+from monitor.analyse.xcorr import (
+    HOURS_PER_DAY,
+    Crosscorrelation,
+    FloatArray,
+    cross_correlation,
+    prepare,
+)
 from monitor.errors import InputError
-from monitor.store.queries import align_range
+from monitor.store.queries import align_range, data_extent
 from monitor.store.relate import Totals, pair_rollups, split_from_posts
 
 __all__ = [
+    "MIN_ACTIVE_HOURS",
+    "MIN_SPAN_HOURS",
     "Crosscorrelation",
     "Relation",
     "ToneSplit",
     "cross_correlation",
     "describe_lag",
+    "describe_relation",
+    "lag_convention",
     "prepare",
     "relate",
     "relation_dict",
     "tone_from_posts",
 ]
 
-FloatArray = npt.NDArray[np.float64]
-
-HOURS_PER_DAY = 24
 MIN_HOURS = 72  # fewer points than this cannot separate a lag from the daily rhythm
-
-
-@dataclass(frozen=True, slots=True)
-class Crosscorrelation:
-    """r for each lag in hours (B shifted against A); ``band`` is the ±95 % noise level."""
-
-    lags: tuple[int, ...]
-    r: tuple[float, ...]
-    best_lag: int | None  # hours B follows A (negative: A follows B); None if no relation
-    best_r: float | None
-    band: float
-    n: int  # points the correlation was computed on
-
-    @property
-    def significant(self) -> bool:
-        return self.best_r is not None and abs(self.best_r) > self.band
+MIN_SPAN_HOURS = MIN_HOURS  # hours from the first to the last hour both tags have posts
+MIN_ACTIVE_HOURS = 24  # hours with posts, of each tag, inside that span
+# two years of hours: beyond that a range is clipped to the two tags' data, then refused
+# (each hour is a float in several arrays; 999999999 days would be gigabytes)
+MAX_HOURS = 2 * 366 * HOURS_PER_DAY
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,71 +119,6 @@ class Relation:
         return self.posts_both / self.posts_b if self.posts_b else 0.0
 
 
-def _deseasonalise(values: FloatArray, first_hour: int) -> FloatArray:
-    hours = (np.arange(values.size) + first_hour) % HOURS_PER_DAY
-    out = values.copy()
-    for h in range(HOURS_PER_DAY):
-        mask = hours == h
-        if mask.any():
-            out[mask] -= values[mask].mean()
-    return out
-
-
-def _ar_coefficients(x: FloatArray, order: int) -> FloatArray:
-    """Least-squares AR(order) coefficients of a zero-mean series."""
-    if order <= 0 or x.size <= order * 4:
-        return np.zeros(0)
-    rows = np.column_stack([x[order - k - 1 : x.size - k - 1] for k in range(order)])
-    target = x[order:]
-    coef, *_ = np.linalg.lstsq(rows, target, rcond=None)
-    return np.asarray(coef, dtype=np.float64)
-
-
-def _ar_filter(x: FloatArray, coef: FloatArray) -> FloatArray:
-    order = coef.size
-    if order == 0:
-        return x
-    predicted = np.zeros(x.size - order)
-    for k in range(order):
-        predicted += coef[k] * x[order - k - 1 : x.size - k - 1]
-    return np.asarray(x[order:] - predicted, dtype=np.float64)
-
-
-def prepare(a: Sequence[float] | FloatArray, b: Sequence[float] | FloatArray, first_hour: int = 0,
-            ar_order: int = 6) -> tuple[FloatArray, FloatArray]:
-    """Turn two aligned hourly count series into the prewhitened pair that is correlated.
-
-    *first_hour* is the UTC hour of day of the first point (for the daily profile).
-    """
-    xa = np.log1p(np.asarray(a, dtype=np.float64))
-    xb = np.log1p(np.asarray(b, dtype=np.float64))
-    if xa.size >= 2 * HOURS_PER_DAY:
-        xa, xb = _deseasonalise(xa, first_hour), _deseasonalise(xb, first_hour)
-    da, db = np.diff(xa), np.diff(xb)
-    da, db = da - da.mean(), db - db.mean()
-    coef = _ar_coefficients(da, ar_order)
-    return _ar_filter(da, coef), _ar_filter(db, coef)
-
-
-def cross_correlation(a: FloatArray, b: FloatArray, max_lag: int) -> Crosscorrelation:
-    """Normalised r(k) = corr(a[t], b[t+k]) for |k| <= max_lag (the standard biased estimator)."""
-    n = int(min(a.size, b.size))
-    a, b = a[:n] - a[:n].mean(), b[:n] - b[:n].mean()
-    denom = math.sqrt(float(np.dot(a, a)) * float(np.dot(b, b)))
-    max_lag = max(0, min(max_lag, n - 2))
-    lags = list(range(-max_lag, max_lag + 1))
-    band = 1.96 / math.sqrt(n) if n else 1.0
-    if denom == 0.0:
-        # one series is flat: nothing moves, so nothing can follow
-        return Crosscorrelation(tuple(lags), tuple(0.0 for _ in lags), None, None, band, n)
-    values = []
-    for k in lags:
-        pair = (a[: n - k], b[k:]) if k >= 0 else (a[-k:], b[: n + k])
-        values.append(float(np.dot(*pair)) / denom)
-    best = max(range(len(lags)), key=lambda i: (abs(values[i]), -abs(lags[i])))
-    return Crosscorrelation(tuple(lags), tuple(values), lags[best], values[best], band, n)
-
-
 def _split(tag: str, other: str, total: Totals, both: Totals) -> ToneSplit:
     n_both, scored_both, csum_both = both.posts, both.scored, both.compound_sum
     scored_without = total.scored - scored_both
@@ -243,12 +166,17 @@ def relate(
         raise InputError("max-lag", f"expected 1 to 336 hours, got {max_lag}")
     start, end = align_range(since, until, 3600)
     hours = int((end - start) / timedelta(hours=1))
+    if hours > MAX_HOURS:
+        start, end = _clip_to_data(engine, (tag_a, tag_b), start, end)
+        hours = int((end - start) / timedelta(hours=1))
+    if hours > MAX_HOURS:
+        raise InputError("since", f"expected a range of at most {MAX_HOURS // 24} days, got "
+                                  f"{hours // 24} days of data for #{tag_a} and #{tag_b}")
     if hours < MIN_HOURS:
         raise InputError("since", f"expected a range of at least {MIN_HOURS // 24} days "
                                   f"to relate two tags, got {hours} hours")
     data = pair_rollups(engine, tag_a, tag_b, start, end)
-    pa, pb = prepare(data.volume_a, data.volume_b, first_hour=start.hour)
-    xcorr = cross_correlation(pa, pb, max_lag)
+    xcorr = _lagged(data.volume_a, data.volume_b, start, max_lag, (tag_a, tag_b))
     total_a, total_b, both = data.total_a, data.total_b, data.both
     tone_a = _split(tag_a, tag_b, total_a, both)
     tone_b = _split(tag_b, tag_a, total_b, both)
@@ -257,6 +185,54 @@ def relate(
         posts_a=tone_a.posts, posts_b=tone_b.posts, posts_both=tone_a.with_other,
         xcorr=xcorr, tone_a=tone_a, tone_b=tone_b,
     )
+
+
+def _lagged(va: FloatArray, vb: FloatArray, start: datetime, max_lag: int,
+            tags: tuple[str, str]) -> Crosscorrelation:
+    """The cross-correlation over the span where both tags have posts, or a note saying
+    plainly why there is none."""
+    tag_a, tag_b = tags
+    hour = timedelta(hours=1)
+    has_a, has_b = np.flatnonzero(va), np.flatnonzero(vb)
+    if has_a.size == 0 or has_b.size == 0:
+        missing = " and ".join(f"#{t}" for t, h in ((tag_a, has_a), (tag_b, has_b))
+                               if h.size == 0)
+        return Crosscorrelation((), (), None, None, 1.0, 0,
+                                note=f"no posts of {missing} in this range",
+                                active_a=int(has_a.size), active_b=int(has_b.size))
+    lo = int(max(has_a[0], has_b[0]))
+    hi = int(min(has_a[-1], has_b[-1])) + 1
+    span = max(hi - lo, 0)
+    span_since, span_until = start + lo * hour, start + max(hi, lo) * hour
+    active_a = int(np.count_nonzero(va[lo:hi])) if span else 0
+    active_b = int(np.count_nonzero(vb[lo:hi])) if span else 0
+    if span < MIN_SPAN_HOURS or min(active_a, active_b) < MIN_ACTIVE_HOURS:
+        where = (f"both have posts over {span} h ({span_since:%Y-%m-%d %H:%M} to "
+                 f"{span_until:%Y-%m-%d %H:%M} UTC), #{tag_a} in {active_a} h of them and "
+                 f"#{tag_b} in {active_b} h" if span else "never have posts in the same span")
+        note = (f"too little data to judge a lag: #{tag_a} and #{tag_b} {where}; a lag needs "
+                f"{MIN_SPAN_HOURS} h where both tags have posts and posts of each in at least "
+                f"{MIN_ACTIVE_HOURS} of them")
+        return Crosscorrelation((), (), None, None, 1.0, span, note=note,
+                                span_since=span_since, span_until=span_until,
+                                active_a=active_a, active_b=active_b)
+    pa, pb = prepare(va[lo:hi], vb[lo:hi], first_hour=span_since.hour)
+    x = cross_correlation(pa, pb, max_lag)
+    return Crosscorrelation(x.lags, x.r, x.best_lag, x.best_r, x.band, span, x.p_value,
+                            None, span_since, span_until, active_a, active_b)
+
+
+def _clip_to_data(engine: Engine, tags: tuple[str, str], start: datetime, end: datetime
+                  ) -> tuple[datetime, datetime]:
+    """``[start, end)`` narrowed to the hours the tags have buckets in (at least MIN_HOURS)."""
+    first, last = data_extent(engine, tags, start, end)
+    if first is None or last is None:
+        return align_range(end - timedelta(hours=MIN_HOURS), end, 3600)
+    lo, hi = align_range(first, last + timedelta(seconds=1), 3600)
+    if hi - lo < timedelta(hours=MIN_HOURS):
+        lo = max(start, hi - timedelta(hours=MIN_HOURS))
+        hi = min(end, lo + timedelta(hours=MIN_HOURS))
+    return lo, hi
 
 
 def relation_dict(rel: Relation) -> dict[str, Any]:
@@ -275,23 +251,44 @@ def relation_dict(rel: Relation) -> dict[str, Any]:
         "posts_a": rel.posts_a, "posts_b": rel.posts_b, "posts_both": rel.posts_both,
         "share_both": rel.share_both, "share_of_a": rel.share_of_a, "share_of_b": rel.share_of_b,
         "best_lag_hours": x.best_lag, "best_r": x.best_r, "noise_band": x.band,
-        "significant": x.significant, "points": x.n,
+        "significant": x.significant, "p_value": x.p_value, "points": x.n,
+        "span_since": x.span_since.isoformat() if x.span_since else None,
+        "span_until": x.span_until.isoformat() if x.span_until else None,
+        "active_hours_a": x.active_a, "active_hours_b": x.active_b, "note": x.note,
         "lags": list(x.lags), "r": list(x.r),
+        "summary": describe_relation(rel), "convention": lag_convention(rel.tag_a, rel.tag_b),
         "tone_a": tone(rel.tone_a), "tone_b": tone(rel.tone_b),
     }
 
 
+def lag_convention(tag_a: str, tag_b: str) -> str:
+    """How to read the sign of a lag: a convention, not a finding."""
+    return (f"Convention: a bar at +k h compares #{tag_a} with #{tag_b} k hours later "
+            f"(a peak there: #{tag_b} moves after #{tag_a}); at −k h, #{tag_a} k hours later.")
+
+
+def describe_relation(rel: Relation) -> str:
+    """One sentence for people about *rel*'s volume lag (or why there is none)."""
+    x = rel.xcorr
+    if x.note is not None:
+        return f"#{rel.tag_a} and #{rel.tag_b}: {x.note}"
+    return describe_lag(rel.tag_a, rel.tag_b, x.best_lag, x.best_r, x.significant,
+                        p_value=x.p_value)
+
+
 def describe_lag(tag_a: str, tag_b: str, lag: int | None, r: float | None,
-                 significant: bool) -> str:
+                 significant: bool, *, p_value: float | None = None) -> str:
     """One sentence for people: who follows whom, by how long, and how sure."""
     if lag is None or r is None:
         return f"#{tag_a} and #{tag_b}: no volume movement to compare"
+    p = f", p={p_value:.2g}" if p_value is not None else ""
     if not significant:
-        return (f"#{tag_a} and #{tag_b}: no lag stands out from noise "
-                f"(strongest r={r:+.2f} at {lag:+d} h)")
+        return (f"#{tag_a} and #{tag_b}: no lag stands out from unrelated series with the "
+                f"same rhythm (strongest r={r:+.2f} at {lag:+d} h{p})")
     direction = "rises" if r > 0 else "falls"
     if lag == 0:
-        return f"#{tag_b} moves with #{tag_a} in the same hour (r={r:+.2f})"
+        together = "together" if r > 0 else "in opposite directions"
+        return f"#{tag_a} and #{tag_b} move {together} in the same hour (r={r:+.2f}{p})"
     if lag > 0:
-        return f"#{tag_b} {direction} {lag} h after #{tag_a} moves (r={r:+.2f})"
-    return f"#{tag_a} {direction} {-lag} h after #{tag_b} moves (r={r:+.2f})"
+        return f"#{tag_b} {direction} {lag} h after #{tag_a} moves (r={r:+.2f}{p})"
+    return f"#{tag_a} {direction} {-lag} h after #{tag_b} moves (r={r:+.2f}{p})"

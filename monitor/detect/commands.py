@@ -1,4 +1,4 @@
-"""CLI commands of detection: ``monitor alerts``, ``monitor evaluate`` and ``monitor silence``.
+"""CLI commands of detection: ``monitor alerts``, ``evaluate``, ``backtest`` and ``silence``.
 
 Thin skins over :mod:`monitor.detect.engine` and :mod:`monitor.detect.silences`;
 user mistakes become one line on stderr and a non-zero exit status.
@@ -12,17 +12,20 @@ from typing import Annotated, Any
 
 import typer
 
+from monitor.analyse.timerange import parse_range
+from monitor.arguments import duration_arg, tag_args
 from monitor.cli import (
     ConfigOption,
     OutputFormat,
     console,
     emit_rows,
+    err_console,
     fail,
     get_config,
     open_store,
     user_errors,
 )
-from monitor.durations import parse_duration
+from monitor.config import Config
 from monitor.errors import InputError
 
 __all__ = ["register"]
@@ -51,10 +54,38 @@ def _now(at: str | None) -> datetime:
 
 
 def _duration(option: str, value: str) -> timedelta:
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise InputError(option, str(exc)) from None
+    return duration_arg(value, option)
+
+
+def _silence_warnings(cfg: Config, matchers: dict[str, str]) -> list[str]:
+    """What in *matchers* no configured rule can produce: such a silence mutes nothing."""
+    if not cfg.rules:
+        return ["no rules are configured, so this silence matches no alert"]
+    names = sorted(r.name for r in cfg.rules)
+    tags = set(cfg.hashtags) | {t for r in cfg.rules for t in r.tags}
+    static: dict[str, set[str]] = {}
+    for r in cfg.rules:
+        for key, value in r.labels.items():
+            static.setdefault(key, set()).add(value)
+    sources = {s.type for s in cfg.sources}
+    known = {"rule", "tag", "cotag", "source", "stream", *static}
+    out = []
+    for key, value in matchers.items():
+        if key not in known:
+            out.append(f"no rule gives its alerts a label {key!r} (labels: "
+                       f"{', '.join(sorted(known))})")
+        elif key == "rule" and value not in names:
+            out.append(f"no configured rule is named {value!r} (rules: {', '.join(names)})")
+        elif key == "tag" and value not in tags:
+            out.append(f"no rule watches the tag {value!r} (followed: "
+                       f"{', '.join(sorted(tags))})")
+        elif key == "source" and sources and value not in sources:
+            out.append(f"no configured source is {value!r} (sources: "
+                       f"{', '.join(sorted(sources))})")
+        elif key in static and value not in static[key]:
+            out.append(f"no rule has the label {key}={value!r} (values: "
+                       f"{', '.join(sorted(static[key]))})")
+    return out
 
 
 @user_errors
@@ -65,6 +96,7 @@ def alerts_command(
     config: ConfigOption = None,
 ) -> None:
     """Firing and pending alerts, and those resolved recently."""
+    from monitor.detect.explain import one_line
     from monitor.store.alerts import list_alerts
 
     cfg = get_config(config)
@@ -73,14 +105,21 @@ def alerts_command(
     out = [
         {"id": a.id, "state": a.state, "rule": a.rule, "labels": _labels(a.labels),
          "since": _when(a.active_since), "fired": _when(a.fired_at),
-         "resolved": _when(a.resolved_at), "summary": a.summary}
+         "resolved": _when(a.resolved_at), "summary": a.summary,
+         # observed vs expected (baseline window), z, p: why it fires
+         "why": one_line((a.annotations or {}).get("explanation")),
+         "explanation": (a.annotations or {}).get("explanation")}
         for a in rows
     ]
     if not out and fmt is OutputFormat.table:
         console.print("no firing, pending or recently resolved alerts", **_PLAIN)
         return
-    emit_rows(out, fmt, title="alerts",
-              columns=["id", "state", "rule", "labels", "since", "fired", "resolved", "summary"])
+    columns = ["id", "state", "rule", "labels", "since", "fired", "resolved", "summary", "why"]
+    if fmt is OutputFormat.json:
+        columns.append("explanation")  # the whole record, parameters included
+    emit_rows(out if fmt is OutputFormat.json else
+              [{k: v for k, v in r.items() if k != "explanation"} for r in out],
+              fmt, title="alerts", columns=columns)
 
 
 @user_errors
@@ -104,6 +143,72 @@ def evaluate_command(
                   f"{len(report.announcements)} queued for notification", **_PLAIN)
 
 
+@user_errors
+def backtest_command(
+    since: Annotated[str, typer.Option("--since", help="replay this far back, e.g. 90d")] = "30d",
+    until: Annotated[str | None, typer.Option("--until", help="end (UTC ISO time); now")] = None,
+    rule: Annotated[list[str] | None, typer.Option("--rule", help="only this rule (repeatable)")
+                    ] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="only this tag (repeatable)")
+                   ] = None,
+    fmt: FormatOption = OutputFormat.table,
+    config: ConfigOption = None,
+) -> None:
+    """Replay the rules over stored history: when each would have fired and resolved.
+
+    Uses the real lifecycle (for, resolve_after, repeat_interval) but sends
+    nothing and writes nothing. Ends with alerts per week per rule and tag.
+    """
+    from monitor.detect.backtest import backtest
+    from monitor.detect.explain import one_line
+
+    cfg = get_config(config)
+    if not cfg.rules:
+        fail("no rules configured (add a `rules:` list to the config file)", 2)
+    names = {r.name for r in cfg.rules}
+    for name in rule or []:
+        if name not in names:
+            raise InputError("--rule", f"no rule named {name!r}; configured: "
+                                       f"{', '.join(sorted(names))}")
+    start, end = parse_range(since, until)
+    result = backtest(open_store(cfg), cfg, start, end, rules=rule or None,
+                      tags=tag_args(tag, "--tag") if tag else None)
+    episodes = [
+        {"rule": a.rule, "labels": _labels(a.labels), "fired": _when(a.fired_at),
+         "resolved": _when(a.resolved_at) or "still firing",
+         "notifications": len(a.announcements), "summary": a.summary,
+         "why": one_line(a.explanation)}
+        for a in result.alerts
+    ]
+    summary = result.summary()
+    if fmt is OutputFormat.json:
+        import json
+        import sys
+
+        sys.stdout.write(json.dumps({
+            "since": start.isoformat(), "until": end.isoformat(), "steps": result.steps,
+            "alerts": [{**e, "explanation": a.explanation}
+                       for e, a in zip(episodes, result.alerts, strict=True)],
+            "summary": summary, "skipped": result.skipped,
+        }, default=str, ensure_ascii=False, indent=1) + "\n")
+        return
+    if fmt is OutputFormat.csv:
+        emit_rows(episodes, fmt, columns=["rule", "labels", "fired", "resolved",
+                                          "notifications", "summary", "why"])
+        return
+    if episodes:
+        emit_rows(episodes, fmt, title=f"would have fired ({_when(start)} to {_when(end)})",
+                  columns=["rule", "labels", "fired", "resolved", "notifications", "summary",
+                           "why"])
+    else:
+        console.print(f"no rule would have fired from {_when(start)} to {_when(end)}",
+                      **_PLAIN)
+    emit_rows(summary, fmt, title="per rule and tag",
+              columns=["rule", "tag", "alerts", "pages", "per_week", "firing_hours"])
+    for name, why in result.skipped.items():
+        console.print(f"{name}: {why}", **_PLAIN)
+
+
 silence_app = typer.Typer(help="Mute matching alerts for a while without losing their state.",
                           no_args_is_help=True)
 
@@ -122,6 +227,9 @@ def silence_add(
     cfg = get_config(config)
     parsed = parse_matchers(matchers)
     length = _duration("--for", duration)
+    for warning in _silence_warnings(cfg, parsed):
+        # added all the same (the rule may come later), but say it mutes nothing today
+        err_console.print(f"warning: silence {_labels(parsed)}: {warning}", **_PLAIN)
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -173,11 +281,13 @@ def silence_expire(
 
 
 def register(app: typer.Typer) -> None:
-    """Add `alerts`, `evaluate` and `silence` to the ``monitor`` app (idempotent)."""
+    """Add `alerts`, `evaluate`, `backtest` and `silence` to the ``monitor`` app (idempotent)."""
     known = {c.name for c in app.registered_commands}
     if "alerts" not in known:
         app.command("alerts")(alerts_command)
     if "evaluate" not in known:
         app.command("evaluate")(evaluate_command)
+    if "backtest" not in known:
+        app.command("backtest")(backtest_command)
     if "silence" not in {g.name for g in app.registered_groups}:
         app.add_typer(silence_app, name="silence")

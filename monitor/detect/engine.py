@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from monitor.config import Config
+from monitor.detect.explain import fallback
 from monitor.detect.lifecycle import AlertState, Announcement, Timing, step
 from monitor.detect.registry import evaluate_rule
 from monitor.detect.rules import Finding
@@ -38,6 +39,7 @@ __all__ = [
     "EvalReport",
     "RuleOutcome",
     "evaluate",
+    "explained",
     "fingerprint",
     "idempotency_key",
 ]
@@ -101,7 +103,7 @@ def _payload(
     if finding is not None:
         summary, value = finding.summary, finding.value
         threshold, baseline = finding.threshold, finding.baseline
-        annotations = dict(finding.annotations)
+        annotations = explained(rule, finding, state.last_eval_at)
     else:
         summary = stored.summary if stored is not None else ""
         value = float(stored.value or 0.0) if stored is not None else 0.0
@@ -114,6 +116,17 @@ def _payload(
         "active_since": _iso(state.active_since), "fired_at": _iso(state.fired_at),
         "resolved_at": _iso(state.resolved_at), "annotations": annotations,
     }
+
+
+def explained(rule: RuleConfig, finding: Finding, now: datetime | None) -> dict[str, Any]:
+    """The finding's annotations with its ``explanation`` (derived when the rule gave none)."""
+    out: dict[str, Any] = dict(finding.annotations)
+    if finding.explanation is not None:
+        out["explanation"] = dict(finding.explanation)
+    elif now is not None:
+        out["explanation"] = fallback(rule, now, finding.value, finding.baseline,
+                                      finding.threshold, finding.annotations)
+    return out
 
 
 def _ordered(rules: Sequence[RuleConfig]) -> list[RuleConfig]:
@@ -188,7 +201,7 @@ def _save(
     finding: Finding | None, row: StoredAlert | None,
 ) -> int:
     annotations: dict[str, Any] = (
-        dict(finding.annotations) if finding is not None
+        explained(rule, finding, state.last_eval_at) if finding is not None
         else dict(row.annotations) if row is not None else {}
     )
     return save_alert(

@@ -28,6 +28,7 @@ __all__ = [
     "normalised",
     "probation_rows",
     "raw_score",
+    "raw_score_sparse",
     "read_detector_scores",
     "scaled_sigmoid",
 ]
@@ -109,6 +110,42 @@ def raw_score(
     return window_total + fp_total
 
 
+def raw_score_sparse(
+    rows: Sequence[int], n: int, windows: Sequence[tuple[int, int]], profile: Profile
+) -> float:
+    """:func:`raw_score` from the detected row indices (ascending) of a file of *n* rows.
+
+    The same arithmetic, but its cost grows with the detections, not the rows:
+    a parameter search scores thousands of settings.
+    """
+    probation = probation_rows(n)
+    ordered = sorted(windows)
+    best: list[float | None] = [None] * len(ordered)
+    fp_total = 0.0
+    tp_norm = scaled_sigmoid(-1.0)
+    w_idx = 0
+    for i in rows:
+        if i < probation or i >= n:
+            continue
+        while w_idx < len(ordered) and ordered[w_idx][1] < i:
+            w_idx += 1
+        if w_idx < len(ordered) and ordered[w_idx][0] <= i:
+            left, right = ordered[w_idx]
+            width = right - left + 1
+            value = scaled_sigmoid(-(right - i + 1) / width) * profile.tp / tp_norm
+            current = best[w_idx]
+            if current is None or value > current:
+                best[w_idx] = value
+        elif w_idx == 0:
+            fp_total += -1.0 * profile.fp
+        else:
+            left, right = ordered[w_idx - 1]
+            width = right - left + 1
+            fp_total += scaled_sigmoid(abs(right - i) / (width - 1)) * profile.fp
+    window_total = sum(-profile.fn if b is None else b for b in best)
+    return window_total + fp_total
+
+
 def normalised(raw: float, n_windows: int, profile: Profile) -> float:
     """``100 * (raw - null) / (perfect - null)`` for a set holding *n_windows* windows."""
     null = -profile.fn * n_windows
@@ -152,19 +189,20 @@ def _window_rows(
 
 
 def load_corpus(data: Path) -> list[LabelledFile]:
-    """Every ``*.csv`` in *data* that ``windows.json`` describes, sorted by name."""
+    """Every ``*.csv`` in *data* or its subfolders that ``windows.json`` describes, by name."""
     windows_path = data / "windows.json"
     if not windows_path.exists():
         raise FileNotFoundError(f"{windows_path}: not found (NAB combined_windows.json)")
     raw_windows: Mapping[str, list[list[str]]] = json.loads(windows_path.read_text("utf-8"))
     by_base = {Path(k).name: (k, v) for k, v in raw_windows.items()}
     files: list[LabelledFile] = []
-    for path in sorted(data.glob("*.csv")):
+    for path in sorted(data.rglob("*.csv"), key=lambda p: p.name):
         if path.name not in by_base:
             continue
         name, pairs = by_base[path.name]
         stamps, values = _read_csv(path)
         files.append(LabelledFile(name, stamps, values, _window_rows(name, stamps, pairs)))
+    files.sort(key=lambda f: f.name)
     return files
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from monitor.errors import InputError
 from monitor.store import alerts as store
 from monitor.store.alerts import Silence
-from monitor.tags import normalise_tag
+from monitor.tags import strict_tag
 
 __all__ = [
     "Silence",
@@ -40,7 +40,10 @@ def parse_matchers(items: Sequence[str]) -> dict[str, str]:
                 "silence matcher", f"expected key=value (e.g. tag=metoo), got {item!r}"
             )
         if key == "tag" or key == "cotag":
-            value = normalise_tag(value)
+            try:
+                value = strict_tag(value)  # as the config checks tags: 'me too' is a mistake
+            except ValueError as exc:
+                raise InputError(f"silence matcher {key}=", str(exc)) from None
         out[key] = value
     if not out:
         raise InputError("silence", "expected at least one matcher such as rule=spike or tag=metoo")

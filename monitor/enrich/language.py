@@ -75,14 +75,15 @@ _identifier: Any = None
 
 
 def _langid() -> Any:
-    """The py3langid identifier, loaded once per process (≈0.6 s, ~30 MB)."""
+    """The py3langid identifier, loaded once per process, memory-mapped from a cache
+    file (monitor.enrich.langid_model: ~10 MB resident instead of ~76 MB)."""
     global _identifier
     if _identifier is None:
         with _lock:
             if _identifier is None:
-                from py3langid.langid import MODEL_FILE, LanguageIdentifier
+                from monitor.enrich.langid_model import load_identifier
 
-                _identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+                _identifier = load_identifier()
     return _identifier
 
 

@@ -11,6 +11,7 @@ import logging
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from monitor.config import Config
 from monitor.enrich.language import MIN_LETTERS, detect, normalise_lang
@@ -18,6 +19,9 @@ from monitor.enrich.privacy import AuthorPolicy
 from monitor.enrich.sentiment import analyzer
 from monitor.enrich.text import extract_hashtags, html_to_text, merge_tags
 from monitor.models import Post, ScoredPost, Sentiment
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 __all__ = ["Enricher"]
 
@@ -28,15 +32,32 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 # VADER's "but" rule is quadratic in the number of words: score at most this
 # much (ten times any social post) so a hostile or mis-imported text stays cheap.
 SENTIMENT_MAX_CHARS = 20_000
+# A post's text is capped at this many characters, for scoring and for storage
+# (README "Limits"): the first TEXT_MAX_CHARS are kept and the post is marked
+# ``text_truncated``. The longest posts anywhere are far shorter (Mastodon 500 by
+# default, Bluesky 300 graphemes, Reddit 40,000 is the rare exception); a 6.5 MB
+# post was stored whole and served as 6.5 MB of JSON.
+TEXT_MAX_CHARS = SENTIMENT_MAX_CHARS
+# HTML is cut before parsing, so the parser's cost is bounded too (markup is
+# rarely more than a few times its text)
+HTML_MAX_CHARS = 10 * TEXT_MAX_CHARS
 
 
-def _text_of(post: Post) -> str:
-    """The post's plain text: its text as given, else its HTML converted."""
+def _text_of(post: Post) -> tuple[str, bool]:
+    """The post's plain text (its text as given, else its HTML converted), at most
+    TEXT_MAX_CHARS characters, and whether it was cut."""
     if post.text is not None:
-        return _storable(post.text).strip()
-    if post.html:
-        return html_to_text(_storable(post.html))
-    return ""
+        text = _storable(post.text)[:4 * TEXT_MAX_CHARS].strip()
+        cut = len(post.text) > 4 * TEXT_MAX_CHARS
+    elif post.html:
+        html = _storable(post.html)
+        cut = len(html) > HTML_MAX_CHARS
+        text = html_to_text(html[:HTML_MAX_CHARS])
+    else:
+        return "", False
+    if len(text) > TEXT_MAX_CHARS:
+        return text[:TEXT_MAX_CHARS], True
+    return text, cut
 
 
 def _language(post: Post, text: str) -> tuple[str | None, bool]:
@@ -90,10 +111,17 @@ class Enricher:
         self._score_undetected = score_undetected
 
     @classmethod
-    def from_config(cls, config: Config, *, secret_dir: Path | None = None) -> Enricher:
-        """An Enricher for *config*; *secret_dir* overrides where ``.author_secret`` lives."""
+    def from_config(cls, config: Config, *, secret_dir: Path | None = None,
+                    engine: Engine | None = None) -> Enricher:
+        """An Enricher for *config* writing to *engine*'s database (its author key).
+
+        Without an engine (tests, tools) the key is the configured one, else
+        ``secret_dir/.author_secret``.
+        """
+        authors = (AuthorPolicy.for_database(config, engine) if engine is not None
+                   else AuthorPolicy.from_config(config, secret_dir))
         return cls(
-            authors=AuthorPolicy.from_config(config, secret_dir),
+            authors=authors,
             store_text=config.privacy.store_text,
             languages=config.sentiment.languages,
             score_undetected=config.sentiment.score_undetected,
@@ -128,10 +156,11 @@ class Enricher:
         return self._scored(post, "", tags, lang, None)
 
     def _enrich(self, post: Post) -> ScoredPost:
-        text = _text_of(post)
+        text, cut = _text_of(post)
         tags = merge_tags(post.tags, extract_hashtags(text))
         lang, wordless = _language(post, text)
-        return self._scored(post, text, tags, lang, self._sentiment(text, lang, wordless))
+        return self._scored(post, text, tags, lang, self._sentiment(text, lang, wordless),
+                            cut)
 
     def _sentiment(self, text: str, lang: str | None, wordless: bool) -> Sentiment | None:
         if not text:
@@ -150,22 +179,26 @@ class Enricher:
         return Sentiment(compound=s["compound"], pos=s["pos"], neu=s["neu"], neg=s["neg"])
 
     def _scored(self, post: Post, text: str, tags: tuple[str, ...], lang: str | None,
-                sentiment: Sentiment | None) -> ScoredPost:
+                sentiment: Sentiment | None, cut: bool = False) -> ScoredPost:
         author = post.author
         if isinstance(author, str) and self._authors.mode == "keep":
             author = _storable(author)
+        # a lone surrogate or NUL in a key, URL or tag (a JSON "\ud800" escape) made the
+        # whole batch fail to store, over and over (found by tests/fuzz): made storable
+        url = post.url
         return ScoredPost(
             platform=post.platform,
-            key=post.key,
+            key=_storable(post.key),
             created_at=post.created_at,
-            url=post.url,
+            url=_storable(url) if url else url,
             author=self._authors.apply(post.platform, author),
             text=text if self._store_text and text else None,
             lang=lang,
-            tags=tags,
+            tags=tuple(kept for t in tags if (kept := _storable(t))),
             is_repost=post.is_repost,
             sensitive=post.sensitive,
             sentiment=sentiment,
+            text_truncated=cut,
         )
 
     def enrich_many(self, posts: Iterable[Post]) -> list[ScoredPost]:
@@ -179,7 +212,8 @@ class Enricher:
         """
         items = list(posts)
         try:
-            texts = [_text_of(post) for post in items]
+            texts_cut = [_text_of(post) for post in items]
+            texts = [text for text, _ in texts_cut]
             tags = [merge_tags(post.tags, extract_hashtags(text))
                     for post, text in zip(items, texts, strict=True)]
             langs = [_language(post, text) for post, text in zip(items, texts, strict=True)]
@@ -187,9 +221,9 @@ class Enricher:
             scores = [sentiment(text, lang, wordless)
                       for text, (lang, wordless) in zip(texts, langs, strict=True)]
             scored = self._scored
-            return [scored(post, text, tag, lang, score)
-                    for post, text, tag, (lang, _), score
-                    in zip(items, texts, tags, langs, scores, strict=True)]
+            return [scored(post, text, tag, lang, score, cut)
+                    for post, (text, cut), tag, (lang, _), score
+                    in zip(items, texts_cut, tags, langs, scores, strict=True)]
         except Exception:
             return [self.enrich(post) for post in items]
 

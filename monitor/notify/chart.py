@@ -12,12 +12,16 @@ import io
 import logging
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from monitor.errors import MissingExtra
 from monitor.sparkline import BARS
 from monitor.sparkline import sparkline as _sparkline
 
-__all__ = ["SPARK_CHARS", "charts_available", "render_chart", "sparkline"]
+if TYPE_CHECKING:  # matplotlib is the optional `charts` extra
+    from matplotlib.figure import Figure
+
+__all__ = ["SPARK_CHARS", "chart_figure", "charts_available", "render_chart", "sparkline"]
 
 log = logging.getLogger("monitor.notify")
 
@@ -54,14 +58,34 @@ def render_chart(
     tag: str,
     active_since: datetime | None = None,
     firing: bool = True,
+    partial_until: datetime | None = None,
 ) -> bytes | None:
     """A 700×220 PNG: posts per hour, the alert's active period shaded.
 
-    Uses the Agg canvas on a bare Figure (no pyplot state), so it is safe in a
-    worker thread. None when matplotlib (the ``charts`` extra) is not installed.
+    With *partial_until* the last point is the running hour, counted up to that
+    instant: drawn hatched and labelled "partial". Uses the Agg canvas on a bare
+    Figure (no pyplot state), so it is safe in a worker thread. None when
+    matplotlib (the ``charts`` extra) is not installed.
     """
     if not charts_available():
         return None
+    fig = chart_figure(times, posts_per_hour, tag=tag, active_since=active_since,
+                       firing=firing, partial_until=partial_until)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def chart_figure(
+    times: Sequence[datetime],
+    posts_per_hour: Sequence[float],
+    *,
+    tag: str,
+    active_since: datetime | None = None,
+    firing: bool = True,
+    partial_until: datetime | None = None,
+) -> Figure:
+    """The Figure :func:`render_chart` draws (matplotlib must be installed)."""
     # imported here, not at the top: the package works without the charts extra
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
@@ -74,9 +98,18 @@ def render_chart(
     if times:
         # each value covers its whole hour: draw steps up to the end of the last hour
         xs = [_days(t) for t in times] + [_days(times[-1]) + 1 / 24]
+        if partial_until is not None:
+            xs[-1] = max(_days(partial_until), xs[-2] + 1 / 1440)  # ends where counting ended
         ys = [*posts_per_hour, posts_per_hour[-1]]
         ax.plot(xs, ys, color="#34495e", linewidth=1.4, drawstyle="steps-post")
         ax.fill_between(xs, ys, color="#34495e", alpha=0.08, step="post")
+        if partial_until is not None:
+            # the running hour: its posts so far, hatched, so it does not read as complete
+            ax.fill_between(xs[-2:], [ys[-2]] * 2, color="none", edgecolor="#34495e",
+                            hatch="////", linewidth=0, label="partial hour")
+            ax.annotate(f"partial hour\n(to {partial_until:%H:%M})", (xs[-2], ys[-2]),
+                        xytext=(-4, -2), textcoords="offset points", ha="right", va="top",
+                        fontsize=7, color="#34495e")
         if active_since is not None and active_since >= times[0]:
             start = min(_days(active_since), xs[-1])
             ax.axvspan(start, xs[-1], color=colour, alpha=0.12, linewidth=0)
@@ -95,6 +128,4 @@ def render_chart(
         ax.spines[side].set_visible(False)
     ax.grid(axis="y", color="#ecf0f1", linewidth=0.8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return fig

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from monitor.cli import (
     ConfigOption,
@@ -17,6 +18,7 @@ from monitor.cli import (
     get_config,
     open_store,
     user_errors,
+    validation_error,
 )
 from monitor.notify.base import Event, Notification, notification_key
 from monitor.notify.email import EmailNotifier, compose
@@ -73,7 +75,10 @@ def digest_command(
     recipients = cfg.notify.email.recipients
     if to is not None:
         matching = [r for r in recipients if r.address == to]
-        recipient = matching[0] if matching else Recipient(address=to)
+        try:
+            recipient = matching[0] if matching else Recipient(address=to)
+        except ValidationError as exc:
+            raise validation_error("--to", exc) from None
     elif recipients:
         recipient = recipients[0]
     else:

@@ -23,6 +23,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from sqlalchemy import Engine
 
 from monitor.config import Config, PrivacySettings
+from monitor.detect.explain import describe
 from monitor.errors import NotifyError
 from monitor.notify.base import Event, Notification, Notifier
 from monitor.notify.chart import render_chart, sparkline
@@ -32,7 +33,7 @@ from monitor.store.queries import cotags
 from monitor.store.windows import compare_periods, hourly_series, window_totals
 from monitor.tags import normalise_tag
 
-__all__ = ["EmailNotifier", "compose", "message_id", "subject_for"]
+__all__ = ["EmailNotifier", "compose", "message_id", "subject_for", "thread_id"]
 
 MAX_CHARTS = 4
 MAX_LISTED = 50  # alerts listed in one email; the rest are counted
@@ -73,6 +74,21 @@ def message_id(key: str) -> str:
 
 def _thread_id(fingerprint: str) -> str:
     return f"<alert-{hashlib.sha256(fingerprint.encode()).hexdigest()[:24]}@hashtag-monitor>"
+
+
+def thread_id(notification: Notification) -> str | None:
+    """The Message-ID every notice of one alert group refers to, so mail clients thread
+    them: the group's labels (``notify.grouping.group_by``) without ``state``, so a
+    group's firing and resolved notices share it. With no grouping labels, a single
+    alert threads on its fingerprint (as before grouping) and a mixed batch not at all.
+    """
+    labels = [(k, v) for k, v in notification.group if k != "state"]
+    if labels:
+        return _thread_id("group\x00" + "\x00".join(f"{k}={v}" for k, v in sorted(labels)))
+    events = notification.events
+    if len(events) == 1 and events[0].payload.get("fingerprint"):
+        return _thread_id(str(events[0].payload["fingerprint"]))
+    return None
 
 
 def _parse_ts(value: Any) -> datetime | None:
@@ -146,10 +162,14 @@ class AlertView:
     sentiment_last_hour: float | None = None
     sparkline: str = ""
     chart_cid: str | None = None
+    # the chart's and sparkline's last hour is the running one, counted up to this instant
+    partial_until: datetime | None = None
     cotags: list[tuple[str, int]] = field(default_factory=list)
     examples: list[ExamplePost] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, Any] = field(default_factory=dict)
+    # (label, text) lines: observed, expected (and its window), z / tail probability, parameters
+    why: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def headline(self) -> str:
@@ -189,7 +209,9 @@ def _view(event: Event, now: datetime) -> AlertView:
         value=value, threshold=threshold, baseline=baseline, ratio=ratio,
         active_since=since, resolved_at=resolved, duration=duration,
         labels={k: v for k, v in event.labels.items() if k != "tag"},
-        annotations=dict(annotations) if isinstance(annotations, dict) else {},
+        annotations={k: v for k, v in annotations.items() if k != "explanation"}
+        if isinstance(annotations, dict) else {},
+        why=describe(annotations.get("explanation")) if isinstance(annotations, dict) else [],
     )
 
 
@@ -248,12 +270,16 @@ def _alert_content(engine: Engine | None, config: Config, notification: Notifica
             continue
         last_hour = window_totals(engine, [v.tag], now - timedelta(hours=1), now)[v.tag]
         v.posts_last_hour, v.sentiment_last_hour = last_hour.posts, last_hour.mean_compound
-        series = hourly_series(engine, v.tag, now - timedelta(days=settings.chart_days), now)
+        # up to now, the running hour included: it is often the hour that caused the alert
+        series = hourly_series(engine, v.tag, now - timedelta(days=settings.chart_days), now,
+                               partial=True)
         v.sparkline = sparkline([float(x) for x in series.posts])
+        v.partial_until = series.partial_until
         if v.tag not in charted and len(charted) < MAX_CHARTS:
             charted.add(v.tag)
             png = render_chart(series.hours, [float(x) for x in series.posts], tag=v.tag,
-                               active_since=v.active_since, firing=v.state != "RESOLVED")
+                               active_since=v.active_since, firing=v.state != "RESOLVED",
+                               partial_until=series.partial_until)
             if png is not None:  # None without the charts extra: the sparkline stays
                 cid = f"chart-{notification.key[:16]}-{len(images)}@hashtag-monitor"
                 images.append((cid, png))
@@ -271,9 +297,7 @@ def _alert_content(engine: Engine | None, config: Config, notification: Notifica
         "now": now, "days": settings.chart_days, "dashboard_url": settings.dashboard_url,
         "key": notification.key, "group": dict(notification.group),
     }
-    references = None
-    if len(events) == 1 and events[0].payload.get("fingerprint"):
-        references = _thread_id(str(events[0].payload["fingerprint"]))
+    references = thread_id(notification)
     return _Rendered(subject, _env.get_template("alert.txt").render(ctx),
                      _env.get_template("alert.html").render(ctx), images, references)
 

@@ -27,9 +27,11 @@ from sqlalchemy import Engine
 from monitor.backoff import Backoff
 from monitor.config import Config
 from monitor.errors import NotifyError
+from monitor.locks import RoleLock
 from monitor.notify.base import Event, Notification, Notifier
 from monitor.notify.planning import Policy, Queued, plan
 from monitor.notify.settings import RetrySettings
+from monitor.outage import DatabaseOutage
 from monitor.store import outbox as store
 from monitor.store.outbox import Delivery, OutboxEntry
 
@@ -93,8 +95,15 @@ class Dispatcher:
         notifiers: Sequence[Notifier],
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        role: RoleLock | None = None,
+        outage: DatabaseOutage | None = None,
     ) -> None:
         self.engine = engine
+        # the delivery role (PostgreSQL advisory lock): a second process on the same
+        # database stands by instead of sending the same alerts again
+        self.role = role
+        # shared with the service: a database outage is one log line, not one per pass
+        self.outage = outage or DatabaseOutage()
         self.config = config
         self.settings = config.notify
         self.policy = Policy.from_settings(config.notify)
@@ -116,6 +125,8 @@ class Dispatcher:
     async def run_once(self, now: datetime | None = None) -> int:
         """One pass: route new rows, send what is due. Returns notifications sent."""
         now = now or self.clock()
+        if self.role is not None and not await asyncio.to_thread(self.role.held):
+            return 0
         await asyncio.to_thread(self._enqueue_digest, now)
         await asyncio.to_thread(store.route, self.engine, self._accepting)
         sent = 0
@@ -142,9 +153,12 @@ class Dispatcher:
         try:
             while not stop.is_set():
                 try:
-                    await self.run_once()
-                except Exception:  # the loop must survive a database hiccup
-                    log.exception("notify: dispatch pass failed; retrying next tick")
+                    if not self.outage.waiting():
+                        await self.run_once()
+                        self.outage.ok()
+                except Exception as exc:  # the loop must survive a database hiccup
+                    if not self.outage.failed(exc):  # an outage is one line, from self.outage
+                        log.exception("notify: dispatch pass failed; retrying next tick")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         stop.wait(), self.settings.poll_interval.total_seconds()

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 
 from monitor.config import Config
 from monitor.notify.base import Notifier
+from monitor.notify.chat import AppriseNotifier, WebhookNotifier
 from monitor.notify.email import EmailNotifier
 from monitor.notify.log import LogNotifier
 from monitor.notify.mqtt import MqttNotifier
@@ -50,6 +51,15 @@ def _mqtt(config: Config, engine: Engine | None) -> list[Notifier]:
     return [MqttNotifier(mqtt)] if mqtt.enabled else []
 
 
+def _apprise(config: Config, engine: Engine | None) -> list[Notifier]:
+    # each target: one notifier with its own filters, queue, grouping and hourly cap
+    return [AppriseNotifier(target) for target in config.notify.apprise]
+
+
+def _webhooks(config: Config, engine: Engine | None) -> list[Notifier]:
+    return [WebhookNotifier(target, config.http) for target in config.notify.webhooks]
+
+
 NOTIFIERS: Registry[NotifierKind] = Registry(
     "notifier",
     ENTRY_POINT_PREFIX + "notifiers",
@@ -58,6 +68,8 @@ NOTIFIERS: Registry[NotifierKind] = Registry(
         NotifierKind("log", _log),
         NotifierKind("email", _email),
         NotifierKind("mqtt", _mqtt),
+        NotifierKind("apprise", _apprise),
+        NotifierKind("webhook", _webhooks),
     ),
 )
 

@@ -17,6 +17,7 @@ from monitor.durations import Duration
 from monitor.tags import normalise_tag
 
 __all__ = [
+    "AppriseTarget",
     "DigestSettings",
     "EmailSettings",
     "GroupingSettings",
@@ -26,6 +27,7 @@ __all__ = [
     "Recipient",
     "RetrySettings",
     "SmtpSettings",
+    "WebhookTarget",
 ]
 
 _ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
@@ -134,6 +136,54 @@ class MqttSettings(_Strict):
         return value
 
 
+_TARGET_NAME = r"^[A-Za-z0-9_.-]{1,40}$"
+
+
+class _Target(_Strict):
+    """A chat or webhook destination; empty ``tags`` / ``rules`` mean every tag / rule."""
+
+    name: str = Field(pattern=_TARGET_NAME)  # names its deliveries: "apprise:<name>"
+    tags: list[str] = Field(default_factory=list)
+    rules: list[str] = Field(default_factory=list)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, values: list[str]) -> list[str]:
+        return [normalise_tag(v) for v in values]
+
+
+class AppriseTarget(_Target):
+    """Apprise URLs (Slack, Matrix, Teams, Discord, Telegram, ntfy, json:// …) that get
+    the same messages; secrets as ``${ENV}`` references. Needs the ``apprise`` extra."""
+
+    urls: list[str] = Field(min_length=1)
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, values: list[str]) -> list[str]:
+        for url in values:
+            if "://" not in url:
+                # not echoed: a URL usually carries a token
+                raise ValueError("expected an Apprise URL like slack://… or json://…, got a "
+                                 "value without '://'")
+        return values
+
+
+class WebhookTarget(_Target):
+    """A plain JSON POST signed with HMAC-SHA256 over the body (README "Webhooks")."""
+
+    url: str
+    secret: str = Field(min_length=16)
+    timeout: Duration = timedelta(seconds=10)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return value
+
+
 class GroupingSettings(_Strict):
     """Alertmanager-style grouping: one message per group, not one per alert.
 
@@ -166,9 +216,20 @@ class NotifySettings(_Strict):
     log: LogNotifierSettings = LogNotifierSettings()
     email: EmailSettings = EmailSettings()
     mqtt: MqttSettings = MqttSettings()
+    apprise: list[AppriseTarget] = Field(default_factory=list)
+    webhooks: list[WebhookTarget] = Field(default_factory=list)
     grouping: GroupingSettings = GroupingSettings()
     retry: RetrySettings = RetrySettings()
     # hard cap of messages per recipient per rolling hour; the last one is a
     # "N more suppressed" notice when more were due
     max_per_recipient_per_hour: int = Field(default=10, ge=2, le=10_000)
     poll_interval: Duration = timedelta(seconds=5)
+
+    @model_validator(mode="after")
+    def _unique_targets(self) -> NotifySettings:
+        for key, targets in (("apprise", self.apprise), ("webhooks", self.webhooks)):
+            names = [t.name for t in targets]
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ValueError(f"expected unique {key} names, got {twice[0]!r} twice")
+        return self

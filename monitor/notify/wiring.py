@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from monitor.config import Config
 from monitor.errors import NotifyError
+from monitor.locks import RoleLock
 from monitor.notify.mqtt import MqttNotifier, publish_tag_states
 from monitor.notify.outbox import Dispatcher
 from monitor.notify.registry import build_notifiers
@@ -35,7 +36,8 @@ class ServiceHooks(Protocol):
 def attach(service: ServiceHooks, engine: Engine, config: Config) -> Dispatcher:
     """Run the dispatcher in the background; publish MQTT tag state once per bucket."""
     notifiers = build_notifiers(config, engine)
-    dispatcher = Dispatcher(engine, config, notifiers)
+    dispatcher = Dispatcher(engine, config, notifiers, role=RoleLock(engine, "dispatcher"),
+                            outage=getattr(service, "outage", None))
     service.add_background("notify", dispatcher.run)
     mqtt = next((n for n in notifiers if isinstance(n, MqttNotifier)), None)
     if mqtt is not None:

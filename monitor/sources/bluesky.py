@@ -16,14 +16,22 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from monitor.errors import SourceError
-from monitor.models import Batch, Cursor, Post, StreamKey, utc
+from monitor.models import (
+    Batch,
+    Cursor,
+    ImplausibleDate,
+    Post,
+    StreamKey,
+    plausible_created,
+    utc,
+)
 from monitor.sources.errors import HttpStatusError
 from monitor.sources.http import HttpClient, JsonResponse
 from monitor.sources.settings import BlueskySearchSource, SourceContext
@@ -35,6 +43,8 @@ log = logging.getLogger("monitor.sources.bluesky")
 PLATFORM = "bluesky"
 SOURCE = "bluesky-search"
 SEARCH = "/xrpc/app.bsky.feed.searchPosts"
+GET_POSTS = "/xrpc/app.bsky.feed.getPosts"
+GET_POSTS_MAX = 25  # uris per getPosts request (the lexicon's maximum)
 CREATE_SESSION = "/xrpc/com.atproto.server.createSession"
 REFRESH_SESSION = "/xrpc/com.atproto.server.refreshSession"
 _TAG_FEATURE = "app.bsky.richtext.facet#tag"
@@ -100,8 +110,9 @@ def _sensitive(view: Mapping[str, Any], record: Mapping[str, Any]) -> bool:
             return True
     labels = view.get("labels")
     if isinstance(labels, list):
-        return any(isinstance(lab, dict) and lab.get("val") in _SENSITIVE_LABELS
-                   for lab in labels)
+        # a label value that is not a string (a list: unhashable) is no known label
+        return any(isinstance(lab, dict) and isinstance(lab.get("val"), str)
+                   and lab["val"] in _SENSITIVE_LABELS for lab in labels)
     return False
 
 
@@ -113,6 +124,11 @@ def parse_post_view(view: Any, raw_size: int = 0) -> tuple[Post, datetime]:
     if not isinstance(uri, str) or not uri.startswith("at://"):
         raise _Reject("uri", "missing or not an at:// uri")
     indexed_at = _time(view.get("indexedAt"), "indexedAt")
+    try:
+        # it becomes the cursor and the clamp below: year 9999 here overflowed (issue 11)
+        indexed_at = plausible_created(indexed_at)
+    except ImplausibleDate as exc:
+        raise _Reject("indexedAt", str(exc)) from None
     author = view.get("author")
     did = author.get("did") if isinstance(author, dict) else None
     if not isinstance(did, str) or not did:
@@ -126,6 +142,11 @@ def parse_post_view(view: Any, raw_size: int = 0) -> tuple[Post, datetime]:
     created_at = _time(record.get("createdAt"), "record.createdAt")
     if created_at > indexed_at + _CLOCK_SLACK:
         created_at = indexed_at
+    try:
+        # year 0001 (or an index time in year 9999) would fake the stream's lag (issue 11)
+        created_at = plausible_created(created_at)
+    except ImplausibleDate as exc:
+        raise _Reject("record.createdAt", str(exc)) from None
     langs = record.get("langs")
     if langs is not None and not isinstance(langs, list):
         raise _Reject("record.langs", "expected a list")
@@ -270,6 +291,33 @@ class BlueskySearchCollector:
                 continue
             yield Batch(stream=stream, posts=tuple(posts),
                         cursor=self._cursor(stream, newest), rejected=rejected)
+
+    # -- Rechecking -----------------------------------------------------------------
+
+    async def vanished(self, keys: Sequence[str]) -> set[str]:
+        """The at:// uris among *keys* that ``app.bsky.feed.getPosts`` no longer returns.
+
+        Asked of the public AppView, ``GET_POSTS_MAX`` uris per request. The
+        AppView leaves out a post that was deleted, and also one whose account
+        is deactivated or taken down: either way it is no longer public, and is
+        treated as gone. Raises :class:`SourceError` when the AppView cannot be
+        asked (the re-check stream's health shows it).
+        """
+        gone: set[str] = set()
+        wanted = [k for k in keys if k.startswith("at://")]
+        for start in range(0, len(wanted), GET_POSTS_MAX):
+            chunk = wanted[start:start + GET_POSTS_MAX]
+            response = await self.http.request_json(
+                "GET", self.appview + GET_POSTS, params=[("uris", uri) for uri in chunk],
+                stream="recheck")
+            data = response.data
+            views = data.get("posts") if isinstance(data, dict) else None
+            if not isinstance(views, list):
+                raise SourceError(f"{self.endpoint} recheck: expected a getPosts answer with "
+                                  f"a posts list, got {type(data).__name__}", retryable=True)
+            present = {v.get("uri") for v in views if isinstance(v, dict)}
+            gone.update(uri for uri in chunk if uri not in present)
+        return gone
 
     # -- internals ----------------------------------------------------------------
 

@@ -11,36 +11,70 @@ A mapping renames fields: ``{"key": "status_id", "author": "user.screen_name",
 ``[]`` collects from a list. Presets cover common #MeToo datasets.
 
 This module only reads: it yields :class:`Post` records or :class:`Rejected`
-lines and never touches the database.
+lines and never touches the database. Reading is split in two so that an import
+can parse in worker processes: :func:`read_records` reads raw records in file
+order, a :class:`RecordParser` (picklable) turns each into posts.
+
+Before any row is imported, :func:`record_parser` checks the CSV header
+(columns found regardless of case) and the first rows' keys and date format;
+those checks live in :mod:`monitor.sources.file_checks` and
+:mod:`monitor.sources.file_dates`, safe line reading (line-size limit, non-UTF-8
+bytes, broken gzip) in :mod:`monitor.sources.file_lines`.
+
+It is long because both formats, the mapping language, the presets and that
+read/parse split belong together: each piece is small and only used here.
 """
 
 from __future__ import annotations
 
 import csv
-import gzip
-import io
 import json
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
 from monitor.errors import InputError
-from monitor.models import Post
+from monitor.models import Post, plausible_created
+from monitor.sources.file_checks import (
+    SAMPLE_ROWS,
+    ReadOptions,
+    check_keys,
+    derived_key,
+    resolve_columns,
+)
+from monitor.sources.file_dates import (
+    DateReader,
+    check_format,
+    detect_format,
+    parse_timestamp,
+    parse_zone,
+    twitter_snowflake_time,
+)
+from monitor.sources.file_lines import GzipBroken, Lines, bad_bytes, gzip_failure, open_text
+from monitor.sources.tweets import tweet_lines
 
 __all__ = [
     "FIELDS",
+    "PARSER",
     "PRESETS",
+    "ReadOptions",
+    "Record",
+    "RecordParser",
     "Rejected",
     "Row",
     "parse_mapping",
     "parse_timestamp",
     "read_posts",
+    "read_records",
+    "record_parser",
     "twitter_snowflake_time",
 ]
+
+# a preset that names a parser of its own instead of a column mapping
+PARSER = "@parser"
 
 FIELDS = (
     "key",
@@ -68,22 +102,15 @@ PRESETS: dict[str, dict[str, str]] = {
         "tags": "entities.hashtags[].text",
         "is_repost": "retweeted_status",
     },
-    # Twitter API v2 JSONL
-    "twitter-v2": {
-        "key": "id",
-        "created_at": "created_at",
-        "text": "text",
-        "lang": "lang",
-        "author": "author_id",
-        "tags": "entities.hashtags[].tag",
-    },
+    # Twitter/X API v2 JSONL: tweets or whole API answers, read by the same mapping as
+    # the x collector (monitor.sources.tweets), so both store a tweet alike
+    "twitter-v2": {PARSER: "twitter-v2"},
     # OpenML 43850, "#MeToo hatred tweets" (CSV)
     "openml-43850": {"key": "status_id", "created_at": "created_at", "text": "text"},
     # tweet-ID-only datasets (e.g. ICPSR 37447): the time comes from the snowflake id
     "tweet-ids": {"key": "tweet_id"},
 }
 
-_TWITTER_EPOCH_MS = 1288834974657
 _TRUE = {"1", "true", "yes", "y", "t"}
 _FALSE = {"0", "false", "no", "n", "f", "", "none", "null"}
 
@@ -122,49 +149,6 @@ def parse_mapping(items: list[str]) -> dict[str, str]:
             )
         mapping[name] = path.strip()
     return mapping
-
-
-def twitter_snowflake_time(tweet_id: str) -> datetime:
-    """The creation time encoded in a Twitter snowflake id (ids since Nov 2010)."""
-    value = int(tweet_id)
-    if value < (1 << 22):
-        raise ValueError(f"id {tweet_id!r} is not a snowflake id (too small to carry a time)")
-    return datetime.fromtimestamp(((value >> 22) + _TWITTER_EPOCH_MS) / 1000, tz=UTC)
-
-
-def parse_timestamp(value: Any) -> datetime:
-    """ISO-8601, epoch seconds (int/float/str), or RFC 2822 / Twitter v1.1 format → UTC."""
-    if isinstance(value, bool) or value is None:
-        raise ValueError(f"expected a timestamp, got {value!r}")
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(float(value), tz=UTC)
-    text = str(value).strip()
-    if not text:
-        raise ValueError("expected a timestamp, got an empty value")
-    if re.fullmatch(r"\d{9,11}(\.\d+)?", text):
-        return datetime.fromtimestamp(float(text), tz=UTC)
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        twitter = re.fullmatch(
-            r"\w{3} (\w{3}) (\d{2}) (\d{2}:\d{2}:\d{2}) ([+-]\d{4}) (\d{4})", text
-        )
-        try:
-            if twitter:
-                mon, day, clock, zone, year = twitter.groups()
-                parsed = datetime.strptime(
-                    f"{day} {mon} {year} {clock} {zone}", "%d %b %Y %H:%M:%S %z"
-                )
-            else:
-                parsed = parsedate_to_datetime(text)
-        except (ValueError, TypeError):
-            raise ValueError(
-                f"expected an ISO-8601 time, epoch seconds or 'Wed Oct 18 14:03:11 +0000 2017',"
-                f" got {text[:40]!r}"
-            ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def _lookup(record: Mapping[str, Any], path: str) -> Any:
@@ -231,13 +215,10 @@ def _as_tags(value: Any) -> tuple[str, ...]:
     return tuple(t for t in re.split(r"[,\s;|]+", text) if t)
 
 
-def _to_post(
-    record: Mapping[str, Any],
-    mapping: Mapping[str, str],
-    platform: str,
-    default_tags: tuple[str, ...],
-    raw_size: int,
-) -> Post:
+def _to_post(record: Mapping[str, Any], parse: RecordParser, number: int,
+             raw_size: int) -> Post:
+    mapping = parse.mapping
+
     def get(name: str) -> Any:
         path = mapping.get(name)
         if path is None:
@@ -246,31 +227,40 @@ def _to_post(
             return _lookup(record, name)
         return _lookup(record, path)
 
-    key = get("key")
-    if key in (None, "") or isinstance(key, Mapping | list):
-        raise ValueError(f"key: missing post id (column {mapping.get('key', 'key or id')!r})")
-    key = str(key).strip()
+    key = get("key") if parse.key_from == "column" else None
+    if parse.key_from == "column":
+        if key in (None, "") or isinstance(key, Mapping | list):
+            raise ValueError(f"key: missing post id (column {mapping.get('key', 'key or id')!r})")
+        key = str(key).strip()
     created_raw = get("created_at")
     if created_raw in (None, ""):
-        if key.isdigit() and len(key) >= 15:
+        if key is not None and key.isdigit() and len(key) >= 15:
             created_at = twitter_snowflake_time(key)
         else:
             raise ValueError("created_at: missing, and the id is not a Twitter snowflake")
     else:
         try:
-            created_at = parse_timestamp(created_raw)
-        except ValueError as exc:
+            created_at = parse.dates(created_raw)
+        except (ValueError, OverflowError, OSError) as exc:
             raise ValueError(f"created_at: {exc}") from None
+    try:
+        # the same bounds as every collector: no year 0001 or 9999 in the rollups (issue 11)
+        created_at = plausible_created(created_at)
+    except ValueError as exc:
+        raise ValueError(f"created_at: {exc}") from None
     text, html = get("text"), get("html")
     for name, val in (("text", text), ("html", html)):
         if val is not None and not isinstance(val, str):
             raise ValueError(f"{name}: expected a string, got {type(val).__name__}")
-    tags = _as_tags(get("tags")) + default_tags
+    tags = _as_tags(get("tags")) + parse.default_tags
     author = get("author")
     lang = get("lang")
     url = get("url")
+    if key is None:
+        key = derived_key(parse.key_from, parse.name, number, created_at, text or html,
+                          None if author in (None, "") else str(author))
     return Post(
-        platform=platform,
+        platform=parse.platform,
         key=key,
         created_at=created_at,
         url=str(url) if url not in (None, "") else None,
@@ -285,12 +275,6 @@ def _to_post(
     )
 
 
-def _open_text(path: Path) -> IO[str]:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return path.open("r", encoding="utf-8", newline="")
-
-
 def _format_of(path: Path) -> str:
     suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
     last = suffixes[-1] if suffixes else ""
@@ -303,6 +287,173 @@ def _format_of(path: Path) -> str:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class RecordParser:
+    """Turns one raw record of a file into posts. Picklable and free of I/O, so the
+    import can run it in worker processes while the file is read in order elsewhere.
+
+    *kind* is ``jsonl``, ``csv`` (the delimiter is the reader's business) or a
+    parser preset (``twitter-v2``); *header* holds the CSV columns.
+    """
+
+    name: str
+    platform: str
+    mapping: dict[str, str]
+    default_tags: tuple[str, ...]
+    kind: str
+    header: tuple[str, ...] = ()
+    dates: DateReader = field(default_factory=DateReader)
+    key_from: str = "column"  # or row | content (file_checks.derived_key)
+
+    def __call__(self, number: int, raw: Record) -> list[Row | Rejected]:
+        """The posts (or the rejection) of record *number*; one JSONL line of an API
+        answer can hold several tweets, each other record holds one post."""
+        if isinstance(raw, Rejected):
+            return [raw]
+        if self.kind == "jsonl":
+            assert isinstance(raw, str)
+            return [_jsonl_record(raw, number, self)]
+        if self.kind == "csv":
+            assert isinstance(raw, list)
+            return [_csv_record(raw, number, self)]
+        assert isinstance(raw, str)
+        return [Row(number, item) if isinstance(item, Post) else Rejected(self.name, number, item)
+                for _, item in tweet_lines([raw], platform=self.platform,
+                                           default_tags=self.default_tags)]
+
+
+# one record as read: a JSONL line, CSV values, or a CSV record the reader could not split
+Record = str | list[str] | Rejected
+
+
+def _settings(path: Path, mapping: Mapping[str, str] | None) -> tuple[str, dict[str, str],
+                                                                      str | None]:
+    fmt = _format_of(path)
+    mapping = dict(mapping or {})
+    parser = mapping.pop(PARSER, None)
+    if parser is not None and mapping:
+        raise InputError("--map", f"--preset {parser} has its own mapping and takes no --map; "
+                         "use --preset native with --map instead")
+    if parser is not None and fmt != "jsonl":
+        raise InputError(str(path), f"--preset {parser} reads JSONL (tweets or API answers)")
+    return fmt, mapping, parser
+
+
+def _opened(path: Path) -> IO[str]:
+    try:
+        return open_text(path)
+    except OSError as exc:
+        raise InputError(str(path), f"cannot open: {exc.strerror or exc}") from None
+
+
+def record_parser(
+    path: Path,
+    platform: str,
+    mapping: Mapping[str, str] | None = None,
+    *,
+    default_tags: tuple[str, ...] = (),
+    options: ReadOptions | None = None,
+) -> RecordParser:
+    """The parser of *path*'s records. Before any row is imported this reads and
+    checks a CSV file's header, then the first :data:`SAMPLE_ROWS` records: their
+    keys (file_checks.check_keys) and their date format (file_dates.detect_format).
+    """
+    options = options or ReadOptions()
+    fmt, fields, parser = _settings(path, mapping)
+    name = str(path)
+    zone = parse_zone(options.timezone)
+    date_format = check_format(options.date_format) if options.date_format else None
+    header: tuple[str, ...] = ()
+    if fmt in ("csv", "tsv"):
+        with _opened(path) as handle:
+            lines = Lines(handle, options.max_line)
+            try:
+                first = next(csv.reader(lines, delimiter=_DELIMITER[fmt]), [])
+            except csv.Error as exc:
+                raise InputError(f"{name}:1", f"unreadable CSV header ({exc})") from None
+            except GzipBroken as exc:
+                raise InputError(f"{name}:1", gzip_failure(exc)) from None
+        problem = bad_bytes(",".join(first)) or (lines.too_long() if lines.overlong else None)
+        if problem:
+            raise InputError(f"{name}:1", f"unreadable CSV header: {problem}")
+        header = tuple(h.strip().lstrip("\ufeff") for h in first)
+        if first:
+            fields = resolve_columns(f"{name}:1", header, fields, FIELDS,
+                                     need_key=options.key_from == "column")
+    kind = parser or ("jsonl" if fmt == "jsonl" else "csv")
+    parse = RecordParser(name, platform, fields, default_tags, kind, header,
+                         DateReader(date_format, zone), options.key_from)
+    if parser is None:
+        date_format = _check_sample(path, parse, options, date_format)
+        if date_format != parse.dates.fmt:
+            parse = RecordParser(name, platform, fields, default_tags, kind, header,
+                                 DateReader(date_format, zone), options.key_from)
+    return parse
+
+
+def _check_sample(path: Path, parse: RecordParser, options: ReadOptions,
+                  date_format: str | None) -> str | None:
+    """Check the keys of the file's first records, and detect their date format
+    unless one was given; returns the date format to use."""
+    keys: list[Any] = []
+    times: list[Any] = []
+    for _number, raw in islice(read_records(path, max_line=options.max_line), SAMPLE_ROWS):
+        record = _sample_record(raw, parse)
+        if record is None:
+            continue
+        keys.append(_lookup(record, parse.mapping.get("key", "key|id")))
+        times.append(_lookup(record, parse.mapping.get("created_at", "created_at")))
+    if options.key_from == "column":
+        check_keys(parse.name, parse.mapping.get("key", "key or id"), keys)
+    if date_format is None:
+        date_format = detect_format(times, parse.name,
+                                    parse.mapping.get("created_at", "created_at"))
+    return date_format
+
+
+def _sample_record(raw: Record, parse: RecordParser) -> Mapping[str, Any] | None:
+    if isinstance(raw, list):
+        return dict(zip(parse.header, raw, strict=False))
+    if isinstance(raw, str):
+        try:
+            record = json.loads(raw)
+        except (json.JSONDecodeError, RecursionError):
+            return None
+        return record if isinstance(record, dict) else None
+    return None
+
+
+def read_records(path: Path, *, start_line: int = 0, max_line: int | None = None
+                 ) -> Iterator[tuple[int, Record]]:
+    """``(line number, raw record)`` in file order, after *start_line* (resuming).
+
+    Line numbers are 1-based physical lines for JSONL and CSV record start lines
+    for CSV; blank lines and the CSV header are left out. A line over *max_line*
+    characters, one that is not UTF-8 and the place where a truncated or corrupt
+    ``.gz`` stops come out as :class:`Rejected` records (file_lines).
+    """
+    fmt = _format_of(path)
+    name = str(path)
+    with _opened(path) as handle:
+        lines = Lines(handle) if max_line is None else Lines(handle, max_line)
+        try:
+            if fmt == "jsonl":
+                for line in lines:
+                    number = lines.number
+                    if number <= start_line:
+                        continue
+                    if lines.overlong and lines.overlong[-1] == number:
+                        yield number, Rejected(name, number, lines.too_long())
+                    elif line.strip():
+                        problem = bad_bytes(line)
+                        yield number, (line if problem is None
+                                       else Rejected(name, number, problem))
+            else:
+                yield from _csv_records(lines, name, start_line, _DELIMITER[fmt])
+        except GzipBroken as exc:
+            yield lines.number + 1, Rejected(name, lines.number + 1, gzip_failure(exc))
+
+
 def read_posts(
     path: Path,
     platform: str,
@@ -310,106 +461,81 @@ def read_posts(
     *,
     default_tags: tuple[str, ...] = (),
     start_line: int = 0,
+    options: ReadOptions | None = None,
 ) -> Iterator[Row | Rejected]:
     """Yield a Row per good line and a Rejected per bad one, in file order.
 
     Lines up to and including *start_line* are skipped (resuming). Line numbers
     are 1-based physical lines for JSONL and CSV record start lines for CSV.
     """
-    fmt = _format_of(path)
-    mapping = dict(mapping or {})
-    name = str(path)
+    parse = record_parser(path, platform, mapping, default_tags=default_tags, options=options)
+    max_line = options.max_line if options else None
+    for number, raw in read_records(path, start_line=start_line, max_line=max_line):
+        yield from parse(number, raw)
+
+
+_DELIMITER = {"csv": ",", "tsv": "\t"}
+
+
+def _jsonl_record(line: str, number: int, parse: RecordParser) -> Row | Rejected:
     try:
-        handle = _open_text(path)
-    except OSError as exc:
-        raise InputError(name, f"cannot open: {exc.strerror or exc}") from None
-    with handle:
-        try:
-            if fmt == "jsonl":
-                yield from _read_jsonl(handle, name, platform, mapping, default_tags, start_line)
-            else:
-                yield from _read_csv(
-                    handle,
-                    name,
-                    platform,
-                    mapping,
-                    default_tags,
-                    start_line,
-                    "\t" if fmt == "tsv" else ",",
-                )
-        except UnicodeDecodeError as exc:
-            raise InputError(name, f"not UTF-8 text ({exc.reason})") from None
-
-
-def _read_jsonl(
-    handle: IO[str],
-    name: str,
-    platform: str,
-    mapping: Mapping[str, str],
-    default_tags: tuple[str, ...],
-    start_line: int,
-) -> Iterator[Row | Rejected]:
-    for number, line in enumerate(handle, start=1):
-        if number <= start_line or not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield Rejected(name, number, f"invalid JSON ({exc.msg} at column {exc.colno})")
-            continue
-        if not isinstance(record, dict):
-            yield Rejected(name, number, f"expected a JSON object, got {type(record).__name__}")
-            continue
-        try:
-            yield Row(number, _to_post(record, mapping, platform, default_tags, len(line)))
-        except ValueError as exc:
-            yield Rejected(name, number, str(exc))
-
-
-def _read_csv(
-    handle: IO[str],
-    name: str,
-    platform: str,
-    mapping: Mapping[str, str],
-    default_tags: tuple[str, ...],
-    start_line: int,
-    delimiter: str,
-) -> Iterator[Row | Rejected]:
-    reader = csv.reader(handle, delimiter=delimiter)
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return Rejected(parse.name, number, f"invalid JSON ({exc.msg} at column {exc.colno})")
+    except RecursionError:  # "[[[[…" nested deeper than the parser's stack
+        return Rejected(parse.name, number, "invalid JSON (nested too deeply)")
+    if not isinstance(record, dict):
+        return Rejected(parse.name, number,
+                        f"expected a JSON object, got {type(record).__name__}")
     try:
-        header = next(reader)
+        return Row(number, _to_post(record, parse, number, len(line)))
+    except ValueError as exc:
+        return Rejected(parse.name, number, str(exc))
+
+
+def _csv_records(lines: Lines, name: str, start_line: int, delimiter: str
+                 ) -> Iterator[tuple[int, Record]]:
+    # a quoted field may span lines: let it grow to the line-size limit, no further
+    csv.field_size_limit(max(lines.limit, _CSV_FIELD_DEFAULT))
+    reader = csv.reader(lines, delimiter=delimiter)
+    try:
+        next(reader)  # the header: record_parser read and checked it
     except StopIteration:
         return
     except csv.Error as exc:
         raise InputError(f"{name}:1", f"unreadable CSV header ({exc})") from None
-    header = [h.strip().lstrip("\ufeff") for h in header]
-    wanted = {p.split(".")[0].split("|")[0].removesuffix("[]") for p in mapping.values()}
-    missing = sorted(w for w in wanted if w not in header)
-    if missing:
-        raise InputError(
-            f"{name}:1",
-            f"column(s) {', '.join(map(repr, missing))} not in the "
-            f"header (have {', '.join(header[:12])})",
-        )
     line_start = reader.line_num + 1
     while True:
+        seen_overlong = len(lines.overlong)
         try:
             values = next(reader)
         except StopIteration:
             break
         except csv.Error as exc:
-            yield Rejected(name, line_start, f"malformed CSV ({exc})")
+            yield line_start, Rejected(name, line_start, f"malformed CSV ({exc})")
             line_start = reader.line_num + 1
             continue
         number, line_start = line_start, reader.line_num + 1
-        if number <= start_line or not any(v.strip() for v in values):
+        if number <= start_line:
             continue
-        if len(values) != len(header):
-            yield Rejected(name, number, f"expected {len(header)} columns, got {len(values)}")
-            continue
-        record = dict(zip(header, values, strict=True))
-        try:
-            size = sum(len(v) for v in values) + len(values)
-            yield Row(number, _to_post(record, mapping, platform, default_tags, size))
-        except ValueError as exc:
-            yield Rejected(name, number, str(exc))
+        if len(lines.overlong) > seen_overlong:
+            at = lines.overlong[-1]
+            yield at, Rejected(name, at, lines.too_long())
+        elif any(v.strip() for v in values):
+            problem = next((p for p in map(bad_bytes, values) if p), None)
+            yield number, values if problem is None else Rejected(name, number, problem)
+
+
+_CSV_FIELD_DEFAULT = 131072
+
+
+def _csv_record(values: list[str], number: int, parse: RecordParser) -> Row | Rejected:
+    header = parse.header
+    if len(values) != len(header):
+        return Rejected(parse.name, number, f"expected {len(header)} columns, got {len(values)}")
+    record = dict(zip(header, values, strict=True))
+    try:
+        size = sum(len(v) for v in values) + len(values)
+        return Row(number, _to_post(record, parse, number, size))
+    except ValueError as exc:
+        return Rejected(parse.name, number, str(exc))

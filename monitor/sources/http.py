@@ -27,9 +27,19 @@ from monitor.errors import SourceError
 from monitor.sources.errors import HttpStatusError, error_name
 from monitor.sources.ratelimit import HostBudgets, host_of
 from monitor.sources.settings import HttpSettings
-from monitor.sources.transport import DECODE, DECODED, LABEL, RETRIES, BadBody, PoliteTransport
+from monitor.sources.transport import (
+    DECODE,
+    DECODED,
+    LABEL,
+    RATE_LIMITED,
+    RETRIES,
+    BadBody,
+    PoliteTransport,
+    RateLimitCheck,
+)
 
-__all__ = ["HttpClient", "JsonResponse", "decode_json"]
+__all__ = ["BytesResponse", "HttpClient", "JsonResponse", "decode_feed", "decode_json",
+           "decode_text"]
 
 Params = Mapping[str, Any] | list[tuple[str, Any]] | None
 
@@ -61,14 +71,51 @@ def decode_json(response: httpx.Response) -> Any:
         raise BadBody(f"truncated or invalid JSON ({len(body)} bytes, {reason})") from None
 
 
+def decode_text(response: httpx.Response) -> str:
+    """The text of a (read) 2xx HTML/text answer; :class:`BadBody` for JSON or binary."""
+    ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype and not ctype.startswith("text/") and not ctype.endswith(("+xml", "/xml")):
+        raise BadBody(f"HTTP {response.status_code} but expected a text page, got {ctype!r}")
+    return response.text
+
+
+def _any_body(response: httpx.Response) -> bytes:
+    """Any 2xx answer is a success (a webhook receiver's 204, "ok" or JSON)."""
+    return response.content
+
+
+@dataclass(frozen=True, slots=True)
+class BytesResponse:
+    """A raw answer (a feed): ``status`` 200, or 304 with no body for a conditional GET."""
+
+    status: int
+    content: bytes
+    headers: httpx.Headers
+    url: str
+
+
+def decode_feed(response: httpx.Response) -> bytes:
+    """The body of a (read) 2xx feed; :class:`BadBody` for an HTML page or JSON.
+
+    Feeds come as ``application/rss+xml``, ``application/atom+xml``, ``*/xml``
+    or ``text/*`` (some servers say ``text/plain``); an HTML page with a 200 is
+    a proxy's error page or a login wall, retried like a 5xx.
+    """
+    ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype in ("text/html", "application/json"):
+        raise BadBody(f"HTTP {response.status_code} but expected a feed, got {ctype!r}")
+    return response.content
+
+
 class HttpClient:
     """One shared ``httpx.AsyncClient`` on the polite transport (see module doc).
 
     Use as ``async with HttpClient(config.http) as http: ...`` or call
     :meth:`aclose`. ``transport`` replaces the socket-level transport under
     the polite one (tests with an in-process server); production passes
-    nothing. Because the client is given an explicit transport, httpx does
-    not read proxy settings from the environment.
+    nothing, which sends requests through ``HTTPS_PROXY``/``HTTP_PROXY``/
+    ``ALL_PROXY`` unless ``NO_PROXY`` exempts the host (see
+    :class:`~monitor.sources.transport.EnvironmentProxies`).
     """
 
     def __init__(
@@ -129,24 +176,90 @@ class HttpClient:
         params: Params = None,
         headers: Mapping[str, str] | None = None,
         json_body: Any = None,
+        form: Mapping[str, str] | None = None,
         stream: str = "",
         max_retries: int | None = None,
+        rate_limited: RateLimitCheck | None = None,
     ) -> JsonResponse:
         """Send a request and decode the JSON answer, retrying what is worth retrying.
 
         Raises :class:`HttpStatusError` for a non-retryable 4xx (at once) and
         :class:`~monitor.errors.SourceError` / :class:`~monitor.errors.RateLimited`
-        once retries are used up. *stream* only labels log lines.
+        once retries are used up. *stream* only labels log lines. *rate_limited*
+        tells a platform's rate-limit answer that is not a 429 (it is then
+        waited for and retried like one).
         """
         label = _label(url, stream)
         extensions: dict[str, Any] = {LABEL: label, DECODE: decode_json}
         if max_retries is not None:
             extensions[RETRIES] = max_retries
+        if rate_limited is not None:
+            extensions[RATE_LIMITED] = rate_limited
+        # form: an x-www-form-urlencoded body (OAuth token requests)
         response = await self._client.request(method, url, params=params, headers=headers,
-                                              json=json_body, extensions=extensions)
+                                              json=json_body, data=form, extensions=extensions)
         self._raise_for_status(response, label, host_of(url))
         return JsonResponse(data=response.extensions[DECODED], headers=response.headers,
                             size=len(response.content), url=str(response.url))
+
+    async def request_text(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Params = None,
+        headers: Mapping[str, str] | None = None,
+        stream: str = "",
+    ) -> JsonResponse:
+        """Like :meth:`request_json` for an HTML or text page: ``data`` is the decoded text
+        (charset from the headers or the page), ``url`` where redirects ended."""
+        label = _label(url, stream)
+        response = await self._client.request(method, url, params=params, headers=headers,
+                                              extensions={LABEL: label, DECODE: decode_text})
+        self._raise_for_status(response, label, host_of(url))
+        return JsonResponse(data=response.extensions[DECODED], headers=response.headers,
+                            size=len(response.content), url=str(response.url))
+
+    async def post_content(
+        self,
+        url: str,
+        content: bytes,
+        *,
+        headers: Mapping[str, str] | None = None,
+        stream: str = "",
+        max_retries: int | None = None,
+    ) -> int:
+        """POST *content* exactly as given (a signed webhook: the signature covers these
+        bytes); returns the 2xx status, the answer's body is not read as data."""
+        label = _label(url, stream)
+        extensions: dict[str, Any] = {LABEL: label, DECODE: _any_body}
+        if max_retries is not None:
+            extensions[RETRIES] = max_retries
+        response = await self._client.request("POST", url, content=content, headers=headers,
+                                              extensions=extensions)
+        self._raise_for_status(response, label, host_of(url))
+        return response.status_code
+
+    async def request_bytes(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        stream: str = "",
+    ) -> BytesResponse:
+        """GET a feed: the raw body (the parser reads its encoding), or a bodiless 304.
+
+        For conditional GET pass ``If-None-Match`` / ``If-Modified-Since`` in
+        *headers*; a 304 comes back as ``status=304`` rather than an error.
+        """
+        label = _label(url, stream)
+        response = await self._client.request(
+            "GET", url, headers=headers, extensions={LABEL: label, DECODE: decode_feed})
+        if response.status_code == 304:
+            return BytesResponse(304, b"", response.headers, str(response.url))
+        self._raise_for_status(response, label, host_of(url))
+        return BytesResponse(response.status_code, response.extensions[DECODED],
+                             response.headers, str(response.url))
 
     @asynccontextmanager
     async def stream(

@@ -11,6 +11,21 @@ falls between two connections; the replayed posts are dropped by the unique
 ``at://`` key in the store. A cursor is valid on every Jetstream instance, so a
 failing host is simply replaced by the next one in ``hosts``.
 
+Frame limit: an atproto record is at most 1,000,000 bytes of CBOR (the sync
+spec's hard limit), at most :data:`MAX_JSON_RECORD_BYTES` (2 MiB, indigo's
+``MAX_JSON_RECORD_SIZE``) as JSON; with the event's envelope that is
+:data:`FRAME_LIMIT`, which is also sent as ``maxMessageSizeBytes`` so the server
+drops anything larger itself. A server that still sends a larger event must not
+stall the stream (reconnecting at the same cursor forever): an event up to
+:data:`READ_LIMIT` is read and skipped (its ``time_us`` logged once, counted as
+rejected in ``monitor status``); a bigger one closes the connection (1009),
+and the next connection starts just after the last event read, stepping on by a
+few milliseconds if the same oversized event comes first again.
+
+Start position: on the live tail, the first event's ``time_us`` is saved at
+once (an empty batch), so a drop before the first full batch resumes there and
+not at a later live tail.
+
 Each (re)connect takes a slot of the host's budget from the shared
 :class:`~monitor.sources.ratelimit.HostBudgets` (the same one the HTTP
 transport uses) for the handshake only, a handshake refused with 429 blocks
@@ -54,6 +69,11 @@ _TIME_US = re.compile(rb'"time_us"\s*:\s*(\d+)')
 _HEALTHY_SESSION_EVENTS = 1
 _LOOKBACK_WARN = 30 * 3600  # seconds; Jetstream replays about 36 h
 _HEARTBEAT = 30.0  # seconds between health updates on a quiet connection
+MAX_JSON_RECORD_BYTES = 2 * 1024 * 1024  # atproto: 1,000,000 B of CBOR, at most 2 MiB as JSON
+FRAME_LIMIT = MAX_JSON_RECORD_BYTES + 64 * 1024  # plus the event envelope (did, commit, ...)
+READ_LIMIT = 8 * FRAME_LIMIT  # larger events are not even read: the connection is closed
+_TOO_BIG = 1009  # websocket close code "message too big"
+_SKIP_STEP_US = 1  # first step (µs, doubling) past an unreadable event of unknown time_us
 
 
 class _SinkFailed(Exception):
@@ -96,6 +116,11 @@ class JetstreamCollector:
         self._last_flush = time.monotonic()
         self.heartbeat = _HEARTBEAT  # seconds between empty batches on a quiet connection
         self.events_seen = 0  # every event received, for health lines and benchmarks
+        self.frame_limit = FRAME_LIMIT  # larger events are skipped (a setting for tests)
+        self.read_limit = READ_LIMIT  # larger events close the connection (1009)
+        self.skipped: list[int] = []  # time_us of the oversized events skipped (last 100)
+        self._too_big_at: int | None = None  # cursor when a 1009 closed the last session
+        self._skip_step = 0  # µs added to the cursor after repeated 1009s at one place
 
     def streams(self) -> list[StreamKey]:
         return [self._stream]
@@ -142,7 +167,8 @@ class JetstreamCollector:
             delivered = self.events_seen - seen_before
             self._host_index = (self._host_index + 1) % len(self.cfg.hosts)
             nxt = host_of(self.cfg.hosts[self._host_index])
-            if delivered >= _HEALTHY_SESSION_EVENTS:
+            # stepping past an unreadable event is progress, not a failing host
+            if delivered >= _HEALTHY_SESSION_EVENTS or self._too_big_at is not None:
                 failures = 0
                 backoff.reset()
             else:
@@ -152,14 +178,24 @@ class JetstreamCollector:
                 every = f" (all {failures} hosts failed)" if failures > 1 else ""
                 raise SourceError(f"jetstream {host_of(url)}: {what}{every}{tip}")
             delay = backoff.next_delay()
-            log.warning("jetstream %s: %s; reconnecting to %s in %s%s", host_of(url), what,
-                        nxt, format_wait(delay), tip)
+            # stepping past an unreadable event was logged once, with its position
+            # and offline, the one "looks offline" line stands for every reconnect
+            quiet = self._budgets.offline.failed(host_of(url), what)
+            level = logging.DEBUG if self._too_big_at is not None or quiet else logging.WARNING
+            log.log(level, "jetstream %s: %s; reconnecting to %s in %s%s", host_of(url), what,
+                    nxt, format_wait(delay), tip)
             await asyncio.sleep(delay)
 
     def _subscribe_url(self, url: str) -> str:
-        params: list[tuple[str, str]] = [("wantedCollections", POST_COLLECTION)]
+        params: list[tuple[str, str]] = [("wantedCollections", POST_COLLECTION),
+                                         ("maxMessageSizeBytes", str(self.frame_limit))]
         if self._cursor_us is not None:
-            params.append(("cursor", str(max(0, self._cursor_us - self._rewind_us))))
+            if self._too_big_at is not None:
+                # just past what was read: a rewind would replay into the same event
+                start = self._cursor_us + 1 + self._skip_step
+            else:
+                start = max(0, self._cursor_us - self._rewind_us)
+            params.append(("cursor", str(start)))
         query = urlencode(params)
         return f"{url}{'&' if urlsplit(url).query else '?'}{query}"
 
@@ -168,6 +204,7 @@ class JetstreamCollector:
         self._advance_cursor()
         target = self._subscribe_url(url)
         host = host_of(url)
+        seen_before = self.events_seen
         try:
             # the host's slot covers the handshake only: the session runs for hours
             async with self._budgets.opening(url, f"jetstream {host}"):
@@ -177,8 +214,9 @@ class JetstreamCollector:
                     user_agent_header=self._user_agent,
                     open_timeout=self.config.http.timeout.total_seconds(),
                     max_queue=256,
-                    max_size=2**22,
+                    max_size=self.read_limit,
                 )
+            self._budgets.offline.answered(host)
             async with ws:
                 log.info("jetstream %s: connected%s", host,
                          f" (replaying from {_fmt_us(self._cursor_us - self._rewind_us)})"
@@ -189,6 +227,8 @@ class JetstreamCollector:
                 finally:
                     self._connected = False
         except ConnectionClosed as exc:
+            if exc.sent is not None and exc.sent.code == _TOO_BIG:
+                return self._too_big(self.events_seen - seen_before), ""
             return f"connection dropped ({_close_reason(exc)})", ""
         except RateLimited as exc:
             return str(exc).removeprefix(f"jetstream {host}: "), ""
@@ -207,19 +247,80 @@ class JetstreamCollector:
             return describe_transport_error(exc)
         return "connection closed by the server", ""
 
+    def _too_big(self, delivered: int) -> str:
+        """A 1009 close: an event over READ_LIMIT came next. Plan to start past it."""
+        self._advance_cursor()
+        at = self._cursor_us
+        if at is None:
+            return f"an event over {_mib(self.read_limit)} closed the connection (1009)"
+        if self._too_big_at == at and delivered == 0:
+            # the same place again: its time_us is unknown, so step past it in time
+            self._skip_step = min(max(self._skip_step * 2, _SKIP_STEP_US), 1_000_000)
+            return (f"the event after {_fmt_us(at)} is still over {_mib(self.read_limit)}; "
+                    f"resuming {self._skip_step / 1000:g} ms later (events in between may "
+                    "be lost)")
+        self._too_big_at, self._skip_step = at, 0
+        self._rejected += 1
+        log.warning("jetstream: the event after time_us=%d (%s) is larger than %s and cannot "
+                    "be read; skipped, resuming just after it", at, _fmt_us(at),
+                    _mib(self.read_limit))
+        return f"skipping an event over {_mib(self.read_limit)} (1009)"
+
+    def _oversized(self, raw: bytes) -> None:
+        """An event over FRAME_LIMIT (larger than any valid record): skip it, once."""
+        head = raw[:512]
+        self._last_raw = head  # the cursor moves past it
+        match = _TIME_US.search(head)
+        at = int(match.group(1)) if match else None
+        if at is not None and at in self.skipped:
+            return  # replayed after a reconnect: logged and counted already
+        self._rejected += 1
+        if at is not None:
+            self.skipped = [*self.skipped[-99:], at]
+        log.warning("jetstream: event at time_us=%s (%s) is %s, over the %s an atproto record "
+                    "can take; skipped", at, _fmt_us(at) if at else "unknown time",
+                    _mib(len(raw)), _mib(self.frame_limit))
+
     async def _consume(self, ws: ClientConnection,
                        sink: Sink) -> None:
         may_match = self._filter.may_match
         batch_size = self.cfg.batch_size
+        frame_limit = self.frame_limit
         recv = ws.recv
         while True:
             raw = await recv(decode=False)
             self.events_seen += 1
+            if self._too_big_at is not None:
+                self._too_big_at, self._skip_step = None, 0  # past it: rewind again
+            if len(raw) > frame_limit:
+                self._oversized(raw)
+                continue
+            if self._flushed_us is None:
+                await self._save_start(sink, raw)
             self._last_raw = raw
             if may_match(raw):
                 self._handle(raw)
                 if self._pending >= batch_size:
                     await self._flush(sink)
+
+    async def _save_start(self, sink: Sink, raw: bytes) -> None:
+        """On a live-tail start, save the first event's time at once (a cursor-only batch):
+        a drop before the first full batch then resumes here, not at a later live tail."""
+        match = _TIME_US.search(raw[:512])
+        value = int(match.group(1)) if match else 0
+        if not _plausible_us(value):
+            return
+        async with self._flush_lock:
+            if self._flushed_us is not None:
+                return
+            try:
+                await sink(Batch(stream=self._stream,
+                                 cursor=Cursor(self.source, self._stream.name, str(value))))
+            except Exception as exc:
+                raise _SinkFailed() from exc
+            self._flushed_us = value
+            if self._cursor_us is None or value > self._cursor_us:
+                self._cursor_us = value
 
     def _handle(self, raw: bytes) -> None:
         try:
@@ -320,6 +421,10 @@ def _fmt_us(value: int) -> str:
     when = datetime.fromtimestamp(value / 1_000_000, tz=UTC)
     ago = max(0.0, time.time() - value / 1_000_000)
     return f"{when:%Y-%m-%dT%H:%M:%SZ}, {format_wait(ago)} ago"
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1024 / 1024:.1f} MiB"
 
 
 def _close_reason(exc: ConnectionClosed) -> str:

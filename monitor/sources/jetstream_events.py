@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from monitor.enrich.text import extract_hashtags
-from monitor.models import Post
+from monitor.models import ImplausibleDate, Post, plausible_created
 from monitor.tags import normalise_tag
 
 __all__ = ["PLATFORM", "POST_COLLECTION", "EventFilter", "EventRejected", "parse_event",
@@ -119,6 +119,10 @@ def _to_post(did: str, rkey: str, record: dict[str, Any], tags: tuple[str, ...],
         # be newer than the moment the network saw it.
         seen = datetime.fromtimestamp(time_us / 1_000_000, tz=UTC)
         created = min(created, seen)
+    try:
+        created = plausible_created(created)  # year 0001 is not clamped by the above
+    except ImplausibleDate as exc:
+        raise EventRejected(key, "record.createdAt", str(exc)) from None
     langs = record.get("langs")
     lang = langs[0] if isinstance(langs, list) and langs and isinstance(langs[0], str) else None
     # self-labels (content warnings) as Bluesky search reads them

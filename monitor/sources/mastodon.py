@@ -17,13 +17,22 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from monitor.errors import SourceError
-from monitor.models import Batch, Cursor, Post, StreamKey, utc
+from monitor.models import (
+    Batch,
+    Cursor,
+    ImplausibleDate,
+    Post,
+    StreamKey,
+    plausible_created,
+    utc,
+)
 from monitor.sources.errors import HttpStatusError
 from monitor.sources.http import HttpClient, JsonResponse
 from monitor.sources.settings import MastodonSource, SourceContext
@@ -38,8 +47,13 @@ SOURCE = "mastodon"
 # A poll that has caught up this many pages stops and continues next tick, so
 # one stream cannot hold the host budget forever after a long outage.
 MAX_CATCHUP_PAGES = 500
+# Statuses remembered per instance for turning a live ``delete`` (a local id) into
+# the post's key: about 100 bytes each, so at most ~5 MB per instance.
+RECENT_IDS = 50_000
 
 _LINK = re.compile(r'<([^>]*)>\s*;\s*rel="?([^",;]+)"?')
+# a Mastodon status uri: https://<origin host>/users/<name>/statuses/<id on the origin>
+_STATUS_URI = re.compile(r"^https?://([^/?#]+)/users/[^/?#]+/statuses/([^/?#]+)$")
 
 
 def id_newer(a: str, b: str) -> bool:
@@ -94,7 +108,11 @@ def parse_status(status: Any, instance: str, raw_size: int = 0) -> Post:
     uri = status.get("uri")
     if not isinstance(uri, str) or not uri:
         raise StatusRejected("uri", "missing or not a string")
-    created_at = _parse_time(status.get("created_at"), "created_at")
+    try:
+        # year 0001 or 9999 would fake the stream's last post and lag (issue 11)
+        created_at = plausible_created(_parse_time(status.get("created_at"), "created_at"))
+    except ImplausibleDate as exc:
+        raise StatusRejected("created_at", str(exc)) from None
     content = status.get("content")
     if not isinstance(content, str):
         raise StatusRejected("content", "missing or not a string")
@@ -157,6 +175,8 @@ class MastodonCollector:
             base = _base_url(instance)
             self._bases[urlsplit(base).netloc] = base
         self._told: set[tuple[str, str]] = set()  # (stream, reason) already logged at INFO
+        # instance → {local status id: uri} of recently seen statuses (see remember)
+        self.recent: dict[str, OrderedDict[str, str]] = {}
 
     # -- PolledSource -------------------------------------------------------------
 
@@ -200,9 +220,76 @@ class MastodonCollector:
             log.info("%s: caught up %d pages this tick; continuing next tick",
                      self._label(stream), pages)
 
+    def remember(self, instance: str, sid: str, uri: str) -> None:
+        """Note that status *sid* of *instance* is *uri*, for its ``delete`` event.
+
+        The live stream announces a deletion by the instance-local id only,
+        while posts are keyed by ``uri``; this map (filled by polls and live
+        updates alike, bounded per instance, least recently seen dropped first)
+        is how the id is turned back into the key. See mastodon_live for its limits.
+        """
+        seen = self.recent.setdefault(instance, OrderedDict())
+        seen[sid] = uri
+        seen.move_to_end(sid)
+        while len(seen) > RECENT_IDS:
+            seen.popitem(last=False)
+
+    def uri_of(self, instance: str, sid: str) -> str | None:
+        """The uri of status *sid* of *instance*, if it was seen recently."""
+        seen = self.recent.get(instance)
+        return seen.get(sid) if seen is not None else None
+
     def base_url(self, endpoint: str) -> str:
         """The API base URL of a configured instance (a stream's ``endpoint``)."""
         return self._bases[endpoint]
+
+    # -- Rechecking -----------------------------------------------------------------
+
+    async def vanished(self, keys: Sequence[str]) -> set[str]:
+        """The status uris among *keys* whose origin server answers 404/410.
+
+        A key is the status ``uri``, which names the server the status was
+        posted on and, in Mastodon's shape ``…/users/<name>/statuses/<id>``, its
+        id there. That origin is the authority on a deletion (an instance that
+        merely received a copy may keep it when the Delete never arrived), so
+        it is asked ``GET /api/v1/statuses/<id>``: a configured instance through
+        its configured URL (and token), any other origin over https without
+        one. Other uri shapes (Misskey, Pleroma …) and every answer but a clear
+        404/410 count as "still there"; after a failure the rest of that
+        origin's keys wait for the next run.
+        """
+        gone: set[str] = set()
+        failed: set[str] = set()
+        for key in keys:
+            match = _STATUS_URI.match(key)
+            if match is None:
+                continue
+            host, status_id = match.group(1), match.group(2)
+            if host in failed:
+                continue
+            base = self._bases.get(host)
+            headers = ({"Authorization": f"Bearer {self.cfg.access_token}"}
+                       if base is not None and self.cfg.access_token else {})
+            url = f"{base or 'https://' + host}/api/v1/statuses/{quote(status_id, safe='')}"
+            try:
+                response = await self.http.request_json("GET", url, headers=headers,
+                                                        stream="recheck", max_retries=1)
+            except HttpStatusError as exc:
+                if exc.status in (404, 410):
+                    gone.add(key)
+                else:  # 401/403 (a private or login-only server): cannot tell
+                    failed.add(host)
+                continue
+            except SourceError as exc:
+                log.info("mastodon recheck: %s did not answer (%s); asking again next run",
+                         host, exc)
+                failed.add(host)
+                continue
+            data = response.data
+            if isinstance(data, dict) and isinstance(data.get("uri"), str) \
+                    and data["uri"] != key:
+                log.debug("mastodon recheck: %s id %s is another status", host, status_id)
+        return gone
 
     # -- internals ----------------------------------------------------------------
 
@@ -310,7 +397,9 @@ class MastodonCollector:
             try:
                 if not isinstance(sid, str) or not sid:
                     raise StatusRejected("id", "missing or not a string")
-                posts.append(parse_status(status, stream.endpoint, size))
+                post = parse_status(status, stream.endpoint, size)
+                posts.append(post)
+                self.remember(stream.endpoint, sid, post.key)
             except StatusRejected as exc:
                 rejected += 1
                 # the instance-local id names the status without naming its author

@@ -10,6 +10,26 @@ The stream is an ordinary request of the shared client: its connect takes a
 slot of the host's budget and has 429s, 5xx and connection failures retried
 by the transport like any poll; the slot is given back once the stream is
 open, so a stream that runs for hours does not hold back the host's polls.
+
+Besides ``update`` (a new status) the stream carries:
+
+* ``status.update``: an edited status, the whole new Status. It is passed on
+  as ``Batch.edited``; the service re-enriches it and replaces the stored post
+  (text, language, sentiment, tags, sensitivity) and corrects the buckets
+  (:mod:`monitor.store.edits`). An edit of a status not stored is stored as new.
+* ``delete``: the payload is only the status's *instance-local id*, while posts
+  are keyed by ``uri``. The id is turned back into the uri through the polled
+  collector's map of recently seen statuses (:meth:`MastodonCollector.remember`:
+  every status a poll or this stream parsed, per instance, the last 50,000),
+  and passed on as a deletion of that uri. Chosen over asking the instance
+  (a deleted status answers 404, so the uri cannot be fetched any more) and
+  over guessing the uri from the id (only a status *posted on* that instance
+  has its local id in its uri). Limits: the map lives in memory, so a delete
+  of a status seen only before the last restart, or pushed out by 50,000
+  newer ones on a busy instance, is not resolved (counted in
+  ``unresolved_deletes``, logged at debug); the privacy re-check job
+  (``privacy.recheck``) still finds those posts gone by asking their origin.
+  A status seen on two instances is deleted by whichever stream reports it.
 """
 
 from __future__ import annotations
@@ -22,7 +42,7 @@ import time
 import httpx
 
 from monitor.errors import SourceError
-from monitor.models import Batch, Cursor, StreamKey
+from monitor.models import Batch, Cursor, Post, StreamKey
 from monitor.sources.errors import describe_transport_error, format_wait
 from monitor.sources.http import HttpClient
 from monitor.sources.mastodon import (
@@ -62,12 +82,14 @@ class MastodonLiveCollector:
     refused_retry = 3600.0  # seconds before asking a refusing instance again
     read_timeout = 90.0  # Mastodon sends a heartbeat about every 10 s
 
-    def __init__(self, cfg: MastodonSource, config: SourceContext, http: HttpClient) -> None:
+    def __init__(self, cfg: MastodonSource, config: SourceContext, http: HttpClient, *,
+                 polled: MastodonCollector | None = None) -> None:
         self.cfg = cfg
         self.http = http
-        self.polled = MastodonCollector(cfg, config, http)
+        # the polled companion: its id → uri map of recently seen statuses resolves deletes
+        self.polled = polled or MastodonCollector(cfg, config, http)
         self._stream_base: dict[str, str] = {}
-        self._uris: dict[str, str] = {}  # instance-local id → uri, for delete events
+        self.unresolved_deletes = 0  # delete events for statuses not seen by this process
         self.connected: set[str] = set()  # stream names currently live (for tests/health)
 
     def streams(self) -> list[StreamKey]:
@@ -107,8 +129,10 @@ class MastodonLiveCollector:
             if time.monotonic() - started > 60:
                 backoff.reset()
             delay = backoff.next_delay()
-            log.warning("%s: live stream: %s; reconnecting in %s — %s", label, what,
-                        format_wait(delay), hint)
+            # offline, the one "looks offline" line stands for every reconnect
+            log.log(logging.DEBUG if self.http.budgets.offline.offline else logging.WARNING,
+                    "%s: live stream: %s; reconnecting in %s — %s", label, what,
+                    format_wait(delay), hint)
             await asyncio.sleep(delay)
 
     async def _streaming_base(self, stream: StreamKey) -> str:
@@ -175,33 +199,44 @@ class MastodonLiveCollector:
                     data_lines.append(value)
 
     async def _dispatch(self, stream: StreamKey, event: str, data: str, sink: Sink) -> None:
-        if event == "update":
-            try:
-                status = json.loads(data)
-            except ValueError:
-                log.warning("mastodon: live update on %s is not valid JSON; skipped",
-                            label_of(stream))
-                await sink(Batch(stream=stream, rejected=1))
+        if event in ("update", "status.update"):
+            post = await self._status(stream, data, sink)
+            if post is None:
                 return
-            sid = status.get("id") if isinstance(status, dict) else None
-            try:
-                if not isinstance(sid, str) or not sid:
-                    raise StatusRejected("id", "missing or not a string")
-                post = parse_status(status, stream.endpoint, len(data))
-            except StatusRejected as exc:
-                log.warning("mastodon: skipped status %s on %s: field %s %s",
-                            sid or "(no id)", label_of(stream), exc.field, exc.problem)
-                await sink(Batch(stream=stream, rejected=1))
-                return
-            self._remember(sid, post.key)
-            await sink(Batch(stream=stream, posts=(post,)))
+            if event == "update":
+                await sink(Batch(stream=stream, posts=(post,)))
+            else:
+                # an edit: the stored post is replaced and its buckets corrected
+                await sink(Batch(stream=stream, edited=(post,)))
         elif event == "delete":
-            uri = self._uris.get(data.strip())
+            sid = data.strip()
+            uri = self.polled.uri_of(stream.endpoint, sid)
             if uri is not None:
                 await sink(Batch(stream=stream, deleted=(uri,)))
+            else:
+                # not seen since this process started (or forgotten): the key is unknown
+                self.unresolved_deletes += 1
+                log.debug("mastodon: %s: delete of status %s, not seen since start; ignored",
+                          label_of(stream), sid or "(no id)")
 
-    def _remember(self, sid: str, uri: str) -> None:
-        self._uris[sid] = uri
-        if len(self._uris) > 20_000:
-            for old in list(self._uris)[:5_000]:
-                del self._uris[old]
+    async def _status(self, stream: StreamKey, data: str, sink: Sink) -> Post | None:
+        """The Status of an ``update`` / ``status.update`` event, or None (skipped, counted)."""
+        try:
+            status = json.loads(data)
+        except ValueError:
+            log.warning("mastodon: live update on %s is not valid JSON; skipped",
+                        label_of(stream))
+            await sink(Batch(stream=stream, rejected=1))
+            return None
+        sid = status.get("id") if isinstance(status, dict) else None
+        try:
+            if not isinstance(sid, str) or not sid:
+                raise StatusRejected("id", "missing or not a string")
+            post = parse_status(status, stream.endpoint, len(data))
+        except StatusRejected as exc:
+            log.warning("mastodon: skipped status %s on %s: field %s %s",
+                        sid or "(no id)", label_of(stream), exc.field, exc.problem)
+            await sink(Batch(stream=stream, rejected=1))
+            return None
+        self.polled.remember(stream.endpoint, sid, post.key)
+        return post

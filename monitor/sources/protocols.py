@@ -9,13 +9,13 @@ connect slot from the client's :class:`~monitor.sources.ratelimit.HostBudgets`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Protocol, runtime_checkable
 
 from monitor.models import Batch, Cursor, StreamKey
 
-__all__ = ["PolledSource", "Sink", "StreamingSource"]
+__all__ = ["PolledSource", "Rechecking", "Sink", "StreamingSource"]
 
 Sink = Callable[[Batch], Awaitable[None]]
 
@@ -64,4 +64,21 @@ class StreamingSource(Protocol):
 
     async def run(self, cursor: Cursor | None, sink: Sink) -> None:
         """Consume until cancelled; reconnect with backoff; ``await sink(batch)`` for each batch."""
+        ...
+
+
+@runtime_checkable
+class Rechecking(Protocol):
+    """Optional, for polled platforms that send no delete events: the re-check
+    job (``privacy.recheck``) asks which stored posts are gone."""
+
+    source: str
+    platform: str
+
+    async def vanished(self, keys: Sequence[str]) -> set[str]:
+        """The keys among *keys* (this platform's post keys) that the platform says
+        no longer exist. A key it cannot answer for (an error, an unknown key
+        shape) is NOT included: only a clear "gone" deletes a post. Raises
+        :class:`~monitor.errors.SourceError` when the platform cannot be asked at all.
+        """
         ...

@@ -17,11 +17,17 @@ from typing import Any, Generic, TypeVar
 from monitor.errors import ConfigError
 from monitor.registry import ENTRY_POINT_PREFIX, Registry, UnknownKind, require_tag
 from monitor.sources.bluesky import BlueskySearchCollector
+from monitor.sources.hackernews import HackerNewsCollector, HackerNewsSource
 from monitor.sources.http import HttpClient
 from monitor.sources.jetstream import JetstreamCollector
+from monitor.sources.lemmy import LemmyCollector, LemmySource
 from monitor.sources.mastodon import MastodonCollector
 from monitor.sources.mastodon_live import MastodonLiveCollector
+from monitor.sources.misskey import MisskeyCollector, MisskeySource
+from monitor.sources.nostr import NostrSource, nostr_collectors
 from monitor.sources.protocols import PolledSource, StreamingSource
+from monitor.sources.reddit import RedditCollector, RedditSource
+from monitor.sources.rss import RssCollector, RssSource
 from monitor.sources.settings import (
     BlueskySearchSource,
     JetstreamSource,
@@ -29,6 +35,8 @@ from monitor.sources.settings import (
     SourceContext,
     SourceSettings,
 )
+from monitor.sources.telegram import TelegramCollector, TelegramSource
+from monitor.sources.x import XCollector, XSource
 
 __all__ = ["SOURCES", "Collector", "SourceKind", "build_sources"]
 
@@ -49,7 +57,9 @@ class SourceKind(Generic[S]):
 def _mastodon(cfg: MastodonSource, config: SourceContext, http: HttpClient) -> list[Collector]:
     polled = MastodonCollector(cfg, config, http)
     # live mode rides beside polling, which keeps the cursor and fills any gap
-    return [polled, MastodonLiveCollector(cfg, config, http)] if cfg.streaming else [polled]
+    # (sharing its id → uri map, which turns a live delete's local id into the post key)
+    return ([polled, MastodonLiveCollector(cfg, config, http, polled=polled)]
+            if cfg.streaming else [polled])
 
 
 def _bluesky_search(
@@ -61,6 +71,15 @@ def _bluesky_search(
 def _jetstream(cfg: JetstreamSource, config: SourceContext, http: HttpClient) -> list[Collector]:
     # a websocket, not HTTP: it only takes its connect slots from the shared per-host budget
     return [JetstreamCollector(cfg, config, http.budgets)]
+
+
+def _nostr(cfg: NostrSource, config: SourceContext, http: HttpClient) -> list[Collector]:
+    # one websocket per relay, each with its own cursor; they share the ids already seen
+    return list(nostr_collectors(cfg, config, http.budgets))
+
+
+def _telegram(cfg: TelegramSource, config: SourceContext, http: HttpClient) -> list[Collector]:
+    return [TelegramCollector(cfg, config, http)]
 
 
 def _check(kind: SourceKind[Any]) -> None:
@@ -77,6 +96,19 @@ SOURCES: Registry[SourceKind[Any]] = Registry(
         SourceKind("mastodon", MastodonSource, _mastodon),
         SourceKind("bluesky_search", BlueskySearchSource, _bluesky_search),
         SourceKind("jetstream", JetstreamSource, _jetstream),
+        SourceKind("reddit", RedditSource,
+                   lambda cfg, config, http: [RedditCollector(cfg, config, http)]),
+        SourceKind("x", XSource, lambda cfg, config, http: [XCollector(cfg, config, http)]),
+        SourceKind("misskey", MisskeySource,
+                   lambda cfg, config, http: [MisskeyCollector(cfg, config, http)]),
+        SourceKind("lemmy", LemmySource,
+                   lambda cfg, config, http: [LemmyCollector(cfg, config, http)]),
+        SourceKind("hackernews", HackerNewsSource,
+                   lambda cfg, config, http: [HackerNewsCollector(cfg, config, http)]),
+        SourceKind("rss", RssSource,
+                   lambda cfg, config, http: [RssCollector(cfg, config, http)]),
+        SourceKind("nostr", NostrSource, _nostr),
+        SourceKind("telegram", TelegramSource, _telegram),
     ),
     check=_check,
 )

@@ -23,7 +23,10 @@ Per-request options travel in ``request.extensions`` (httpx's own channel for
 such things, like its ``timeout`` and ``trace``): :data:`LABEL` names the
 request in log lines, :data:`RETRIES` overrides ``http.max_retries`` and
 :data:`DECODE` is the decoder, whose result the response carries under
-:data:`DECODED`. When retries are used up the transport raises
+:data:`DECODED`. :data:`RATE_LIMITED` is an optional classifier for platforms
+that signal a rate limit with another status (Lemmy 0.19 answers ``400
+{"error":"rate_limit_error"}``): when it returns True the answer is handled
+exactly like a 429. When retries are used up the transport raises
 :class:`~monitor.errors.SourceError` (:class:`~monitor.errors.RateLimited`
 for 429s) with a one-line message; the caller reports it.
 """
@@ -32,7 +35,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,9 +44,10 @@ import httpx
 
 from monitor.errors import RateLimited, SourceError
 from monitor.sources.errors import describe_transport_error, format_wait
-from monitor.sources.ratelimit import HostBudget, HostBudgets, retry_after, wait_after_429
+from monitor.sources.ratelimit import HostBudget, HostBudgets, retry_after
 
-__all__ = ["DECODE", "DECODED", "LABEL", "RETRIES", "BadBody", "Decoder", "PoliteTransport"]
+__all__ = ["DECODE", "DECODED", "LABEL", "RATE_LIMITED", "RETRIES", "BadBody", "Decoder",
+           "EnvironmentProxies", "PoliteTransport", "RateLimitCheck"]
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +55,11 @@ LABEL = "monitor.label"
 RETRIES = "monitor.retries"
 DECODE = "monitor.decode"
 DECODED = "monitor.decoded"
+RATE_LIMITED = "monitor.rate_limited"
 
 Decoder = Callable[[httpx.Response], Any]
+# (a read answer) -> True when it is a rate limit in disguise; called on non-429 answers
+RateLimitCheck = Callable[[httpx.Response], bool]
 
 
 class BadBody(Exception):
@@ -68,14 +76,64 @@ class _Failure:
     wait: float | None = None  # a server-given wait (Retry-After on a 503)
 
 
+class EnvironmentProxies(httpx.AsyncBaseTransport):
+    """The real sockets, through ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` where the
+    environment sets them and ``NO_PROXY`` does not exempt the host.
+
+    httpx reads these itself only when a client has no explicit transport; ours has
+    one, so without this a researcher behind an institution's proxy could not
+    collect at all.
+    """
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        env = os.environ if environ is None else environ
+        # lower case wins, as curl and urllib read them
+        self._proxies = {name: env.get(f"{name}_proxy") or env.get(f"{name.upper()}_PROXY") or ""
+                         for name in ("http", "https", "all")}
+        self._no_proxy = env.get("NO_PROXY") or env.get("no_proxy") or ""
+        self._limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        # built now, not on the first request: making a transport loads the TLS
+        # context (tens of ms), which would otherwise land inside a budget slot
+        self._transports: dict[str | None, httpx.AsyncHTTPTransport] = {
+            None: httpx.AsyncHTTPTransport(limits=self._limits)}
+
+    def proxy_for(self, url: httpx.URL) -> str | None:
+        """The proxy URL a request to *url* goes through, or None for a direct one."""
+        proxy = self._proxies.get(url.scheme) or self._proxies.get("all")
+        if not proxy or _bypassed(url.host, self._no_proxy):
+            return None
+        return proxy
+
+    def _transport(self, proxy: str | None) -> httpx.AsyncHTTPTransport:
+        found = self._transports.get(proxy)
+        if found is None:
+            found = httpx.AsyncHTTPTransport(limits=self._limits, proxy=proxy)
+            self._transports[proxy] = found
+        return found
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._transport(self.proxy_for(request.url)).handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for transport in self._transports.values():
+            await transport.aclose()
+
+
+def _bypassed(host: str, no_proxy: str) -> bool:
+    # NO_PROXY as curl reads it: '*', or hosts/domains matched on a dot boundary
+    for entry in (e.strip().lower().lstrip(".") for e in no_proxy.split(",")):
+        if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
+            return True
+    return False
+
+
 class PoliteTransport(httpx.AsyncBaseTransport):
     """Retries, backoff and the per-host budget around a real transport (see module doc)."""
 
     def __init__(self, budgets: HostBudgets, inner: httpx.AsyncBaseTransport | None = None
                  ) -> None:
         self.budgets = budgets
-        self._inner = inner or httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
+        self._inner = inner or EnvironmentProxies()
         self.requests = 0  # attempts sent, for tests and benchmarks
 
     async def aclose(self) -> None:
@@ -86,6 +144,7 @@ class PoliteTransport(httpx.AsyncBaseTransport):
         label = str(request.extensions.get(LABEL) or host)
         retries = int(request.extensions.get(RETRIES, self.budgets.settings.max_retries))
         decode: Decoder | None = request.extensions.get(DECODE)
+        limited: RateLimitCheck | None = request.extensions.get(RATE_LIMITED)
         budget = self.budgets.of(host)
         backoff = self.budgets.backoff()
         max_wait = self.budgets.max_wait
@@ -99,28 +158,37 @@ class PoliteTransport(httpx.AsyncBaseTransport):
                 what, hint = describe_transport_error(exc)
                 failure = _Failure(what, hint=hint)
             else:
+                self.budgets.offline.answered(host)
                 self._observe(budget, response, label)
-                if response.status_code == 429:
-                    wait = wait_after_429(response.headers)
+                status = response.status_code
+                if status == 429 or (limited is not None and limited(response)):
+                    wait = budget.wait_after_429(response.headers)  # per its scheme
                     wait = backoff.next_delay() if wait is None else wait
                     budget.block(wait)  # every stream on this host waits, not only this one
                     if attempt > retries or wait > max_wait:
-                        raise RateLimited(f"{label}: HTTP 429 (rate limited); next request "
+                        raise RateLimited(f"{label}: HTTP {status} (rate limited); next request "
                                           f"allowed in {format_wait(wait)}", wait)
-                    log.warning("%s: HTTP 429 (rate limited); retrying in %s (attempt %d/%d)",
-                                label, format_wait(wait), attempt, retries + 1)
+                    log.warning("%s: HTTP %d (rate limited); retrying in %s (attempt %d/%d)",
+                                label, status, format_wait(wait), attempt, retries + 1)
                     continue  # the next reserve() sleeps until the block ends
                 found = self._verdict(response, decode)
                 if found is None:
                     return response
                 failure = found
+            if failure.hint is not None:
+                # many hosts failing to connect is one "offline" line (sources.offline)
+                self.budgets.offline.failed(host, failure.what)
             delay = None if attempt > retries else min(
                 backoff.next_delay() if failure.wait is None else failure.wait, max_wait)
             if delay is None:
                 raise self._given_up(failure, label, attempt) from None
             if failure.hint is not None:
-                log.warning("%s: %s; retrying in %s — %s", label, failure.what,
-                            format_wait(delay), failure.hint)
+                # cannot connect: the poll's final failure is the stream's one line
+                # (the service logs it); each retry of it is detail
+                level = logging.DEBUG if failure.what.startswith("cannot connect") \
+                    else logging.WARNING
+                log.log(level, "%s: %s; retrying in %s — %s", label, failure.what,
+                        format_wait(delay), failure.hint)
             else:
                 log.warning("%s: %s; retrying in %s (attempt %d/%d)", label, failure.what,
                             format_wait(delay), attempt, retries + 1)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 
 from monitor.store.reading import Reader, reading
 from monitor.store.schema import alerts, silences
@@ -26,6 +26,7 @@ __all__ = [
     "StoredAlert",
     "active_silences",
     "add_silence",
+    "alerts_overlapping",
     "end_silence",
     "firing_counts",
     "list_alerts",
@@ -112,13 +113,15 @@ class AlertRow:
     value: float | None
     summary: str
     fingerprint: str = ""
+    annotations: Mapping[str, Any] | None = None  # the rule's numbers and its explanation
 
 
 def _alert_row(row: Any) -> AlertRow:
     labels = row.labels if isinstance(row.labels, dict) else {}
+    notes = row.annotations if isinstance(row.annotations, dict) else {}
     return AlertRow(int(row.id), row.rule, dict(labels), row.state, row.active_since,
                     row.fired_at, row.resolved_at, row.value, str(row.summary or ""),
-                    str(row.fingerprint))
+                    str(row.fingerprint), dict(notes))
 
 
 def recent_alerts(
@@ -133,6 +136,28 @@ def recent_alerts(
         stmt = stmt.where(c.state.in_(sorted(states)))
     if limit is not None:
         stmt = stmt.limit(limit)
+    with reading(db) as conn:
+        return [_alert_row(row) for row in conn.execute(stmt)]
+
+
+def alerts_overlapping(db: Reader, since: datetime, until: datetime) -> list[AlertRow]:
+    """Pending, firing and resolved alerts whose episode overlaps ``[since, until)``, the
+    earliest first: the dashboard's chart markers.
+
+    An episode runs from ``active_since`` (pending, firing) or ``fired_at`` (resolved: the
+    lifecycle clears ``active_since`` then) to ``resolved_at``, or is still open. Only the
+    latest episode of each alert is stored, so older ones are not returned.
+    """
+    c = alerts.c
+    open_start = func.coalesce(c.active_since, c.fired_at)
+    stmt = (
+        select(alerts)
+        .where(or_(
+            and_(c.state.in_(("pending", "firing")), open_start < until),
+            and_(c.state == "resolved", c.fired_at < until, c.resolved_at >= since),
+        ))
+        .order_by(open_start, c.id)
+    )
     with reading(db) as conn:
         return [_alert_row(row) for row in conn.execute(stmt)]
 

@@ -7,6 +7,7 @@ changes the schema and says to run ``monitor init-db`` when it is behind.
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from monitor.errors import StoreError
 
 __all__ = ["MIGRATIONS_DIR", "SchemaMismatch", "check_schema", "make_engine", "migrate",
-           "redact_url"]
+           "redact_url", "sqlite_path", "url_problem"]
 
 # The top-level migrations/ directory is installed as the package monitor.migrations
 # (see setup.py), so it is found the same way in a checkout, an editable install and
@@ -39,8 +40,57 @@ def redact_url(url: str) -> str:
     """The URL without its password, for logs and errors."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return "<invalid database URL>"
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with a database URL, in one line without its password (None if fine).
+
+    Used by the config (so ``check-config`` catches it) and by :func:`make_engine`:
+    SQLAlchemy raises a bare ``ValueError`` for a port like ``notaport``.
+    """
+    where = url.split("@")[-1]
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return f"expected a SQLAlchemy URL, got {where!r}"
+    except ValueError:
+        return f"expected a port number (1-65535) after the host, got {where!r}"
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        return f"expected a port number (1-65535), got {parsed.port}"
+    return None
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for other databases, memory and ``file:`` URIs)."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return None
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" \
+            or database.startswith("file:"):
+        return None
+    return Path(database).expanduser().resolve()
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file 0600 (posts, and authors unless hashed, are in it),
+    and its directory: on the first connection, so that a read command on a
+    missing database (which never connects) leaves no empty ``data/`` behind.
+
+    SQLite gives its ``-wal`` and ``-shm`` files the mode of the database file, so
+    they follow. An existing file keeps its mode: its owner may have chosen it.
+    """
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -59,17 +109,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """Create an engine; SQLite gets WAL and its directory created; psycopg 3 for PostgreSQL."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise StoreError(f"database.url: expected a SQLAlchemy URL, got {url!r}") from None
+    problem = url_problem(url)
+    if problem:
+        raise StoreError(f"database.url: {problem}")
+    parsed = make_url(url)
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_path(url)
         engine = create_engine(parsed, echo=echo)
+        if path is not None:
+            # before SQLite opens (and would create, 0644 under the usual umask) the file;
+            # not here, so that a read command on a missing database creates nothing
+            event.listen(engine, "do_connect", lambda *_args: _create_private(path))
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(parsed, echo=echo, pool_pre_ping=True)

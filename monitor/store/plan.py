@@ -5,7 +5,8 @@
 to aware UTC and keeps the deletions, cursor and health inputs. A per-dialect
 executor (``write_sqlite``, ``write_postgres``) then stores the plan's posts and
 tags and adds the bucket and tag-pair increments of the posts it *really*
-inserted, which only the database knows (a post may already be stored).
+inserted, which only the database knows (a post may already be stored, or
+deleted: a ``deletions`` tombstone keeps it out, see ``erase``).
 
 The increments are applied in SQL from the rows just inserted rather than
 summed here: summing ~1,100 bucket and ~1,100 pair rows per 500-post batch in
@@ -28,7 +29,7 @@ __all__ = ["POST_COLUMNS", "BatchPlan", "Executor", "Stored", "aware", "plan_bat
 # the order both executors write a post's columns in
 POST_COLUMNS = (
     "platform, key, created_at, collected_at, author, url, lang, text, is_repost, sensitive, "
-    "compound, pos, neu, neg"
+    "compound, pos, neu, neg, text_truncated"
 )
 
 
@@ -42,6 +43,7 @@ class BatchPlan:
     posts: Sequence[ScoredPost]
     created: Sequence[datetime]  # posts[i].created_at as aware UTC
     deleted: Sequence[tuple[str, str]]  # (platform, key), sorted for the same reason
+    recount: bool  # deletions subtract their posts from the rollups (privacy.deletions)
     cursor: Cursor | None
     stream: StreamKey | None
     rejected: int
@@ -86,17 +88,25 @@ def plan_batch(
     stream: StreamKey | None = None,
     deleted: Sequence[tuple[str, str]] = (),
     rejected: int = 0,
+    recount: bool = False,
 ) -> BatchPlan:
-    """The plan of one batch: repeats dropped, posts and deletions in key order."""
+    """The plan of one batch: repeats dropped, posts and deletions in key order.
+
+    A post deleted in the same batch is dropped: the deletion wins, whatever
+    the order the platform reported them in.
+    """
     unique: dict[tuple[str, str], ScoredPost] = {}
     for post in posts_in:
         unique.setdefault((post.platform, post.key), post)
+    for gone in deleted:
+        unique.pop(gone, None)
     ordered = [unique[k] for k in sorted(unique)]
     return BatchPlan(
         now=aware(now),
         posts=ordered,
         created=[aware(post.created_at) for post in ordered],
-        deleted=sorted(deleted),
+        deleted=sorted(set(deleted)),
+        recount=recount,
         cursor=cursor,
         stream=stream,
         rejected=rejected,

@@ -44,6 +44,7 @@ class StoredPost:
     neu: float | None
     neg: float | None
     tags: tuple[str, ...] = ()
+    text_truncated: bool = False  # text cut to enrich.pipeline.TEXT_MAX_CHARS
 
 
 def _post(row: Any, tags: tuple[str, ...] = ()) -> StoredPost:
@@ -52,6 +53,7 @@ def _post(row: Any, tags: tuple[str, ...] = ()) -> StoredPost:
         collected_at=row.collected_at, author=row.author, url=row.url, lang=row.lang,
         text=row.text, is_repost=bool(row.is_repost), sensitive=bool(row.sensitive),
         compound=row.compound, pos=row.pos, neu=row.neu, neg=row.neg, tags=tags,
+        text_truncated=bool(getattr(row, "text_truncated", False)),
     )
 
 

@@ -44,13 +44,17 @@ __all__ = [
     "TagTotal",
     "align_range",
     "cotags",
+    "data_extent",
     "series",
     "step_seconds",
     "top_tags",
 ]
 
-# a fill of more steps than this is almost surely a mistake (5m over years)
+# a fill of more steps than this is almost surely a mistake (5m over years); a range
+# past it is first clipped to the data that exists (data_extent), then refused
 MAX_POINTS = 200_000
+# the largest step: a year (one point per year is the coarsest view anyone reads)
+MAX_STEP_SECONDS = 366 * 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +104,9 @@ class CoTag:
     tag_posts: int  # posts of the queried tag in the range
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _utc(dt: datetime) -> datetime:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
@@ -111,6 +118,9 @@ def step_seconds(step: timedelta) -> int:
         raise InputError(
             "step", f"expected a positive multiple of 5m (e.g. 5m, 1h, 1d), got {seconds:g}s"
         )
+    if seconds > MAX_STEP_SECONDS:
+        raise InputError("step", f"expected a step of at most {MAX_STEP_SECONDS // 86400}d, "
+                                 f"got {seconds / 86400:g}d")
     return int(seconds)
 
 
@@ -120,6 +130,10 @@ def align_range(since: datetime, until: datetime, step: int) -> tuple[datetime, 
     if until <= since:
         raise InputError("range", f"expected since before until, got {since:%Y-%m-%d %H:%M} "
                                   f"to {until:%Y-%m-%d %H:%M}")
+    # the epoch is where steps are counted from and before any post: no negative
+    # step start, no date before year 1 (an OverflowError) for a huge step
+    since = max(since, _EPOCH)
+    until = max(until, since + timedelta(microseconds=1))
     start = int(since.timestamp()) // step * step
     end_ts = until.timestamp()
     end = int(-(-end_ts // step)) * step
@@ -166,11 +180,20 @@ def series(
     start, end = align_range(since, until, size)
     n_steps = int((end - start).total_seconds()) // size
     wanted = list(dict.fromkeys(tags))
-    if n_steps * max(len(wanted), 1) > MAX_POINTS:
-        raise InputError("step", f"{n_steps} steps × {len(wanted)} tags is too many points; "
-                                 "use a larger step or a shorter range")
     if not wanted:
         return []
+    if n_steps * len(wanted) > MAX_POINTS:
+        # steps before the first or after the last bucket of these tags hold only zeros
+        lo, hi = data_extent(engine, wanted, start, end)
+        if lo is None or hi is None:
+            start, end = align_range(max(start, end - timedelta(seconds=size)), end, size)
+        else:
+            start, end = align_range(max(start, lo), min(end, hi + timedelta(seconds=1)), size)
+        n_steps = int((end - start).total_seconds()) // size
+    if n_steps * len(wanted) > MAX_POINTS:
+        raise InputError("step", f"{n_steps} steps × {len(wanted)} tags is too many points "
+                                 f"(at most {MAX_POINTS}); use a larger step or a shorter "
+                                 "range")
     b = tag_buckets.c
     bucket = _bucket_epoch(engine, b.bucket_start, size).label("bucket")
     stmt = (
@@ -208,6 +231,24 @@ def series(
             out.append(point if point is not None
                        else SeriesPoint(tag, when, 0, 0, None, 0, 0, 0))
     return out
+
+
+def data_extent(db: Reader, tags: Sequence[str], since: datetime | None = None,
+                until: datetime | None = None) -> tuple[datetime | None, datetime | None]:
+    """The first and last 5-minute bucket of *tags* (within ``[since, until)`` if given).
+
+    Two index lookups on ``(tag, bucket_start)``; (None, None) when there is nothing.
+    """
+    b = tag_buckets.c
+    stmt = select(func.min(b.bucket_start), func.max(b.bucket_start)).where(
+        b.tag.in_(list(tags)))
+    if since is not None:
+        stmt = stmt.where(b.bucket_start >= _utc(since))
+    if until is not None:
+        stmt = stmt.where(b.bucket_start < _utc(until))
+    with reading(db) as conn:
+        first, last = conn.execute(stmt).one()
+    return (None if first is None else _utc(first), None if last is None else _utc(last))
 
 
 def top_tags(

@@ -32,13 +32,16 @@ from sqlalchemy.types import TypeDecorator
 __all__ = [
     "BUCKET_SECONDS",
     "alerts",
+    "author_keys",
     "cursors",
     "deletions",
     "deliveries",
+    "followed_tags",
     "metadata",
     "outbox",
     "post_tags",
     "posts",
+    "retention_state",
     "silences",
     "stream_health",
     "tag_buckets",
@@ -105,9 +108,17 @@ posts = Table(
     Column("pos", Float),
     Column("neu", Float),
     Column("neg", Float),
+    # the text was cut to enrich.pipeline.TEXT_MAX_CHARS (for scoring and storage)
+    Column("text_truncated", Boolean, nullable=False, default=False, server_default=false()),
     UniqueConstraint("platform", "key"),
     Index("ix_posts_created_at", "created_at"),
 )
+
+# Posts still holding their text, oldest first: what the retention job clears and
+# `monitor status` reports, without reading the rows already cleared. Partial, so
+# it costs nothing while text is not stored (the default).
+Index("ix_posts_text_created_at", posts.c.created_at,
+      sqlite_where=posts.c.text.is_not(None), postgresql_where=posts.c.text.is_not(None))
 
 post_tags = Table(
     "post_tags",
@@ -115,6 +126,10 @@ post_tags = Table(
     Column("post_id", Id, ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True),
     Column("tag", String(200), primary_key=True),
     Column("created_at", UTCDateTime(), nullable=False),
+    # the tag's place in the post's own tag order (only relative order counts):
+    # which tags the pair rollup paired (monitor.store.pairs), so a recounted
+    # deletion subtracts exactly those; NULL on rows stored before 0005
+    Column("seq", Integer),
     Index("ix_post_tags_tag_created_at", "tag", "created_at"),
 )
 
@@ -160,6 +175,17 @@ cursors = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
 )
 
+# Tags followed or unfollowed at run time (`monitor tags add|remove`): each row
+# overrides the config's hashtags for its tag; the service re-reads it once per
+# poll interval (monitor.streams, monitor.store.followed).
+followed_tags = Table(
+    "followed_tags",
+    metadata,
+    Column("tag", String(200), primary_key=True),
+    Column("state", String(16), nullable=False),  # follow|unfollow
+    Column("changed_at", UTCDateTime(), nullable=False),
+)
+
 stream_health = Table(
     "stream_health",
     metadata,
@@ -176,6 +202,9 @@ stream_health = Table(
     Column("fetch_errors", BigInteger, nullable=False, default=0),
 )
 
+# What a platform said is gone: only platform, key and times (no text, no
+# author). Kept as a tombstone, so the post is never stored again when it shows
+# up later (monitor.store.erase). applied_at: when a stored post was removed.
 deletions = Table(
     "deletions",
     metadata,
@@ -183,6 +212,22 @@ deletions = Table(
     Column("key", String(512), primary_key=True),
     Column("seen_at", UTCDateTime(), nullable=False),
     Column("applied_at", UTCDateTime()),
+)
+
+# The retention job's state per kind (text, authors, posts): its last run and,
+# for authors, how far it has cleared (monitor.store.retention).
+retention_state = Table(
+    "retention_state",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("last_run_at", UTCDateTime()),
+    Column("last_ok_at", UTCDateTime()),
+    Column("last_error", Text),
+    Column("last_changed", BigInteger, nullable=False, default=0),
+    # authors: every post created before done_before was cleared, and every post
+    # with an id above seen_id is checked again (a late import of old posts)
+    Column("done_before", UTCDateTime()),
+    Column("seen_id", BigInteger),
 )
 
 alerts = Table(
@@ -208,6 +253,20 @@ alerts = Table(
     Column("notify_seq", Integer, nullable=False, default=0, server_default="0"),
     Column("incident_at", UTCDateTime()),
     Index("ix_alerts_state", "state"),
+)
+
+# The key of the author pseudonyms, one chain per database (monitor.store.keys,
+# monitor.enrich.privacy): a fingerprint of each key, the secret itself when the
+# database keeps it, and the progress of a rotation (posts.id re-keyed through).
+author_keys = Table(
+    "author_keys",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("secret", Text),  # NULL: kept outside the database (privacy.hash_secret[_file])
+    Column("state", String(16), nullable=False),  # active|retired|rotating
+    Column("rotated_through", BigInteger),  # rotating: last posts.id re-keyed
+    Column("created_at", UTCDateTime(), nullable=False),
 )
 
 silences = Table(

@@ -48,6 +48,8 @@ class TagSeries:
     hours: list[datetime]
     posts: list[int]
     mean_compound: list[float | None]
+    # set when the last point is the running hour, counted only up to this instant
+    partial_until: datetime | None = None
 
 
 def window_totals(
@@ -100,12 +102,15 @@ def _hour(ts: datetime) -> datetime:
     return ts.replace(minute=0, second=0, microsecond=0)
 
 
-def hourly_series(db: Reader, tag: str, since: datetime, until: datetime) -> TagSeries:
+def hourly_series(db: Reader, tag: str, since: datetime, until: datetime, *,
+                  partial: bool = False) -> TagSeries:
     """Posts and mean VADER compound per complete hour in [since, until).
 
-    The running hour is left out: drawn as it stands it would look like a
-    collapse in volume. Buckets before *since* are not counted, so the first
-    hour holds only the part of it inside the range.
+    The running hour is left out unless *partial*: then it is the last point,
+    counted up to *until* and flagged by ``partial_until`` (an alert email shows
+    the hour that caused the alert, marked as partial, rather than stopping
+    before it). Buckets before *since* are not counted, so the first hour holds
+    only the part of it inside the range.
     """
     b = tag_buckets.c
     with reading(db) as conn:
@@ -114,6 +119,9 @@ def hourly_series(db: Reader, tag: str, since: datetime, until: datetime) -> Tag
             .where(b.tag == tag, b.bucket_start >= since, b.bucket_start < until)
         ).all()
     start, end = _hour(since), _hour(until)
+    partial_until = until if partial and until > end else None
+    if partial_until is not None:
+        end += timedelta(hours=1)
     hours: list[datetime] = []
     cursor = start
     while cursor < end:
@@ -131,7 +139,7 @@ def hourly_series(db: Reader, tag: str, since: datetime, until: datetime) -> Tag
         scored[i] += int(row.scored or 0)
         sums[i] += float(row.compound_sum or 0.0)
     means = [sums[i] / scored[i] if scored[i] else None for i in range(len(hours))]
-    return TagSeries(tag, hours, counts, means)
+    return TagSeries(tag, hours, counts, means, partial_until)
 
 
 def first_bucket(db: Reader, tag: str) -> datetime | None:

@@ -1,7 +1,7 @@
 """The one write path. ``write_batch`` stores a batch in ONE transaction: posts,
-tags, bucket and tag-pair increments, deletions, the cursor and the stream's
-health. Only rows that were really inserted are counted, so re-running a batch
-changes nothing.
+tags, bucket and tag-pair increments, deletions (the posts they remove, see
+``erase``), the cursor and the stream's health. Only rows that were really
+inserted are counted, so re-running a batch changes nothing.
 
 How: :func:`monitor.store.plan.plan_batch` plans the batch in plain Python; the
 executor of the database's dialect (``write_sqlite`` or ``write_postgres``, the
@@ -22,8 +22,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.errors import StoreError
 from monitor.models import Cursor, ScoredPost, StreamKey
+from monitor.store.erase import apply_deletions
 from monitor.store.plan import BatchPlan, Executor, Stored, plan_batch
-from monitor.store.schema import cursors, deletions, stream_health
+from monitor.store.schema import cursors, stream_health
 from monitor.store.write_postgres import write_postgres
 from monitor.store.write_sqlite import write_sqlite
 
@@ -47,8 +48,9 @@ class WriteResult:
     """What a write really changed."""
 
     inserted: int
-    duplicates: int
+    duplicates: int  # repeats, posts already stored, and posts already deleted
     tag_rows: int
+    removed: int = 0  # stored posts removed by this batch's deletions
 
 
 def insert_for(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
@@ -149,21 +151,23 @@ def write_batch(
     deleted: Sequence[tuple[str, str]] = (),
     rejected: int = 0,
     now: datetime | None = None,
+    recount: bool = False,
 ) -> WriteResult:
     """Store posts, their tags, bucket increments, deletions, cursor and health atomically.
 
     Duplicates (same platform and key, in this batch or already stored) are
-    skipped and do not touch the buckets.
+    skipped and do not touch the buckets. *deleted* (platform, key) pairs are
+    recorded and the posts we hold removed (:func:`monitor.store.erase.apply_deletions`;
+    *recount* subtracts them from the rollups); a post whose key was ever
+    reported deleted is not stored, in this batch or later.
     """
     plan = plan_batch(posts_in, now=now or datetime.now(UTC), cursor=cursor, stream=stream,
-                      deleted=deleted, rejected=rejected)
+                      deleted=deleted, rejected=rejected, recount=recount)
     with engine.begin() as conn:
+        # deletions first: their tombstones keep the posts out of the insert below
+        removed = (apply_deletions(conn, plan.deleted, plan.now, recount=plan.recount)
+                   if plan.deleted else 0)
         stored = _execute(conn, plan) if plan.posts else Stored(0, 0)
-        if plan.deleted:
-            conn.execute(
-                insert_for(conn, deletions).on_conflict_do_nothing(),
-                [{"platform": pl, "key": k, "seen_at": plan.now} for pl, k in plan.deleted],
-            )
         if plan.cursor is not None:
             conn.execute(
                 _cursor_upsert(conn.dialect.name),
@@ -175,7 +179,7 @@ def write_batch(
                           rejected=plan.rejected, newest=plan.newest)
     return WriteResult(
         inserted=stored.inserted, duplicates=len(posts_in) - stored.inserted,
-        tag_rows=stored.tag_rows,
+        tag_rows=stored.tag_rows, removed=removed,
     )
 
 

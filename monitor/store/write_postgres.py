@@ -66,8 +66,13 @@ def _batch_sql(packed: bool) -> str:
         "WITH ins AS ("
         f" INSERT INTO posts ({POST_COLUMNS}) SELECT {POST_COLUMNS} FROM unnest("
         f"  {t}, {t}, %b::timestamptz[], %b::timestamptz[], {t}, {t}, {t}, {t},"
-        "  %b::bool[], %b::bool[], %b::float8[], %b::float8[], %b::float8[], %b::float8[])"
-        f" WITH ORDINALITY AS s({POST_COLUMNS}, n) ORDER BY n"
+        "  %b::bool[], %b::bool[], %b::float8[], %b::float8[], %b::float8[], %b::float8[],"
+        "  %b::bool[])"
+        f" WITH ORDINALITY AS s({POST_COLUMNS}, n)"
+        # a deleted post stays out, even when it shows up after its deletion
+        " WHERE NOT EXISTS (SELECT 1 FROM deletions AS d"
+        "  WHERE d.platform = s.platform AND d.key = s.key)"
+        " ORDER BY n"
         " ON CONFLICT (platform, key) DO NOTHING"
         " RETURNING id, platform, key, created_at, compound"
         "), tagged AS ("
@@ -77,8 +82,9 @@ def _batch_sql(packed: bool) -> str:
         "), pairs_in AS ("
         f" {_pairs_insert('tagged')}"
         "), tags_in AS ("
-        " INSERT INTO post_tags (post_id, tag, created_at)"
-        " SELECT id, tag, created_at FROM tagged"
+        " INSERT INTO post_tags (post_id, tag, created_at, seq)"
+        # n: the batch-wide ordinal, increasing along each post's own tag order
+        " SELECT id, tag, created_at, n::int FROM tagged"
         "), buckets_in AS ("
         f" INSERT INTO tag_buckets ({BUCKET_COLUMNS})"
         # COLLATE "C": a byte-order sort, cheaper than the database's collation
@@ -157,6 +163,7 @@ def write_postgres(driver: Any, plan: BatchPlan) -> Stored:
         [float(s.pos) if s is not None else None for s in sentiments],
         [float(s.neu) if s is not None else None for s in sentiments],
         [float(s.neg) if s is not None else None for s in sentiments],
+        [post.text_truncated for post in posts_],
         *tag_params,
     ]
     with driver.cursor() as cur:

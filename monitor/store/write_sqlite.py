@@ -4,7 +4,8 @@ Raw prepared statements and ``executemany``: sqlite3's C loop binds rows far
 faster than SQLAlchemy's per-parameter processing, and SQLite has no
 executemany with RETURNING. Which posts went in is read back by id instead:
 with the write lock held from the start of the transaction, the rows with an
-id above the maximum before the insert are exactly this batch's. The bucket
+id above the maximum before the insert are exactly this batch's (the
+tombstones of ``deletions`` are checked in the insert itself). The bucket
 and pair increments are then read by SQLite itself from those rows.
 """
 
@@ -30,11 +31,16 @@ __all__ = ["write_sqlite"]
 
 _NO_SENTIMENT = (None, None, None, None)
 
+# A post whose key has a ``deletions`` tombstone is not stored (monitor.store.erase):
+# one primary-key probe per row, in the same statement. ?1/?2 are its platform and
+# key; the WHERE also tells SQLite's parser that ON CONFLICT is the upsert clause.
 _POSTS = (
-    f"INSERT INTO posts ({POST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    f"INSERT INTO posts ({POST_COLUMNS}) "
+    "SELECT " + ", ".join(f"?{i}" for i in range(1, POST_COLUMNS.count(",") + 2)) + " "
+    "WHERE NOT EXISTS (SELECT 1 FROM deletions WHERE platform = ?1 AND key = ?2) "
     "ON CONFLICT (platform, key) DO NOTHING"
 )
-_TAGS = "INSERT INTO post_tags (post_id, tag, created_at) VALUES (?, ?, ?)"
+_TAGS = "INSERT INTO post_tags (post_id, tag, created_at, seq) VALUES (?, ?, ?, ?)"
 
 # The bucket text from the stored 'YYYY-MM-DD HH:MM:SS.ffffff': hour prefix,
 # minutes floored (string work: cheaper than strftime, the same text).
@@ -122,6 +128,7 @@ def write_sqlite(driver: sqlite3.Connection, plan: BatchPlan) -> Stored:
                 (post.platform, post.key, text, now_text, post.author, post.url, post.lang,
                  post.text, post.is_repost, post.sensitive)
                 + ((s.compound, s.pos, s.neu, s.neg) if s is not None else _NO_SENTIMENT)
+                + (post.text_truncated,)
             )
         cur.executemany(_POSTS, rows)
         expected = cur.rowcount
@@ -133,10 +140,10 @@ def write_sqlite(driver: sqlite3.Connection, plan: BatchPlan) -> Stored:
                 f"posts: {expected} rows inserted but {len(inserted)} found above id {top}; "
                 "is another process writing without a transaction?"
             )
-        tag_rows: list[tuple[int, str, str]] = []
+        tag_rows: list[tuple[int, str, str, int]] = []
         for pid, platform, key in inserted:
             post, text = by_key[(platform, key)]
-            tag_rows.extend([(pid, tag, text) for tag in post.tags])
+            tag_rows.extend([(pid, tag, text, seq) for seq, tag in enumerate(post.tags)])
         if tag_rows:
             cur.executemany(_TAGS, tag_rows)
             cur.execute(_BUCKETS, (top,))

@@ -6,10 +6,19 @@ SVG from ``/api/*``; the API is documented in the README and meant for scripts
 as well.
 
 Access: bound to loopback by default. When ``web.token`` is set (required off
-loopback), ``/api/*`` and ``/metrics`` need ``Authorization: Bearer TOKEN``, or
-the ``monitor_token`` cookie the page sets after it is opened once as
-``/?token=TOKEN``. ``/healthz`` stays open for probes; the page and its assets
-hold no data.
+loopback, whatever ``web.enabled`` says: :func:`monitor.web.server.serve`
+refuses to start without it), ``/api/*`` and ``/metrics`` need
+``Authorization: Bearer TOKEN``, or the signed ``monitor_session`` cookie
+(:mod:`monitor.web.session`; HttpOnly, SameSite=Strict, Secure behind TLS) the
+page sets after it is opened once as ``/?token=TOKEN``. ``/healthz`` stays open
+for probes; the page and its assets hold no data.
+
+Load: every API request has ``web.request_budget`` (default 10 s), then it is
+answered 503; the range queries (series, top, cotags, relate) run at most
+``web.heavy_queries`` at a time (others wait within their budget, then 503).
+Ranges and step counts are capped in :mod:`monitor.analyse.timerange` and
+:mod:`monitor.store.queries`; a range past the cap is clipped to the data that
+exists before it is refused with a 400.
 
 API (all GET, JSON; times ISO-8601 UTC; ranges take ``since``/``until`` as a
 duration back like ``7d`` or an ISO date):
@@ -19,19 +28,23 @@ duration back like ``7d`` or an ISO date):
 - ``/api/top?since=24h&limit=20&by=volume|growth``
 - ``/api/cotags?tag=A&since=30d&limit=20``
 - ``/api/relate?a=A&b=B&since=90d&max_lag=48``
-- ``/api/alerts?state=active|all&limit=100``
-- ``/api/posts?tag=A&limit=20`` — recent posts (text only if privacy.store_text; never authors)
+- ``/api/alerts?state=active|all&limit=100[&tag=A&since=6h&until=]`` — with ``tag`` or a
+  range: the alerts of those tags whose latest episode overlaps it (the charts' markers)
+- ``/api/posts?tag=A&limit=20`` — recent posts (text only if privacy.store_text; never
+  authors; links only under privacy.authors: keep, since a post URL names its author)
 - ``/api/health`` — per-stream collector health
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine
@@ -43,23 +56,23 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from monitor.analyse.relate import describe_lag, relate, relation_dict
+from monitor.analyse.relate import relate, relation_dict
 from monitor.analyse.timerange import auto_step, parse_range, parse_step
 from monitor.config import Config
 from monitor.errors import InputError, MonitorError
 from monitor.metrics import build_registry
-from monitor.store.alerts import recent_alerts
+from monitor.store.alerts import alerts_overlapping, recent_alerts
 from monitor.store.health import database_answers, read_status
 from monitor.store.posts import recent_posts
 from monitor.store.queries import cotags, series, top_tags
 from monitor.tags import normalise_tag
+from monitor.web.session import COOKIE, SESSION_SECONDS, make_session, valid_session
 
 __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-COOKIE = "monitor_token"
 MAX_LIMIT = 500
 
 SECURITY_HEADERS = [
@@ -199,10 +212,8 @@ class _Api:
         if not raw_lag.isdigit():
             raise InputError("max_lag", f"expected a whole number of hours, got {raw_lag!r}")
         rel = relate(self.engine, a, b, start, end, max_lag=int(raw_lag))
-        data = relation_dict(rel)
-        data["summary"] = describe_lag(a, b, rel.xcorr.best_lag, rel.xcorr.best_r,
-                                       rel.xcorr.significant)
-        return JSONResponse(data)
+        # relation_dict carries the sentence ("summary") and the sign convention
+        return JSONResponse(relation_dict(rel))
 
     def alerts(self, request: Request) -> JSONResponse:
         state = request.query_params.get("state", "active")
@@ -211,7 +222,21 @@ class _Api:
                                       f"got {state!r}")
         states = (None if state == "all" else ("firing", "pending") if state == "active"
                   else (state,))
-        rows = recent_alerts(self.engine, states, limit=_limit(request, 100))
+        limit = _limit(request, 100)
+        q = request.query_params
+        if q.get("since") or q.get("until") or q.getlist("tag"):
+            # the charts' markers: alerts of these tags (a "tag" label) whose latest
+            # episode overlaps the range
+            raw = q.getlist("tag")
+            if len(raw) > 12:
+                raise InputError("tag", f"expected at most 12 tags, got {len(raw)}")
+            tags = {_tag(t, "tag") for t in raw}
+            start, end = _range(request, "7d")
+            rows = [r for r in alerts_overlapping(self.engine, start, end)
+                    if (states is None or r.state in states)
+                    and (not tags or r.labels.get("tag") in tags)][:limit]
+        else:
+            rows = recent_alerts(self.engine, states, limit=limit)
         return JSONResponse({"alerts": [
             {"id": r.id, "rule": r.rule, "labels": r.labels, "state": r.state,
              "active_since": _iso(r.active_since), "fired_at": _iso(r.fired_at),
@@ -222,9 +247,13 @@ class _Api:
         tag = _tag(request.query_params.get("tag"), "tag")
         rows = recent_posts(self.engine, tag, _limit(request, 20))
         show_text = self.config.privacy.store_text
+        # a Mastodon or Bluesky post URL names its author: only under authors: keep
+        show_url = self.config.privacy.authors == "keep"
         return JSONResponse({"tag": tag, "text_stored": show_text, "posts": [
-            {"platform": r.platform, "url": r.url, "created_at": _iso(r.created_at),
+            {"platform": r.platform, "url": r.url if show_url else None,
+             "created_at": _iso(r.created_at),
              "lang": r.lang, "text": r.text if show_text else None, "sensitive": r.sensitive,
+             "text_truncated": r.text_truncated,
              "compound": r.compound} for r in rows]})
 
     def health(self, request: Request) -> JSONResponse:
@@ -237,15 +266,59 @@ class _Api:
              "fetch_errors": r.fetch_errors} for r in rows]})
 
 
-def _guarded(fn: Handler, token: str | None) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap an endpoint: token check, and our errors as JSON 400/503 (never a traceback)."""
-    from starlette.concurrency import run_in_threadpool
+class _Limits:
+    """The per-request time budget and the slots of heavy (range) queries."""
+
+    def __init__(self, budget: float, heavy: int) -> None:
+        self.budget = budget
+        self.heavy = heavy
+        self._slots: asyncio.Semaphore | None = None
+
+    def slots(self) -> asyncio.Semaphore:
+        # made on first use, inside the server's event loop
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.heavy)
+        return self._slots
+
+
+def _busy(message: str) -> JSONResponse:
+    response = _problem(503, message)
+    response.headers["retry-after"] = "5"
+    return response
+
+
+def _guarded(fn: Handler, token: str | None, limits: _Limits | None = None, *,
+             heavy: bool = False) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap an endpoint: token check, time budget, heavy-query slots, and our errors as
+    JSON 400/503 (never a traceback)."""
 
     async def endpoint(request: Request) -> Response:
         if token is not None and not _authorised(request, token):
             return _problem(401, "missing or wrong access token")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (limits.budget if limits else 3600.0)
+        slots = limits.slots() if limits is not None and heavy else None
+        if slots is not None:
+            try:
+                await asyncio.wait_for(slots.acquire(), max(deadline - loop.time(), 0.001))
+            except TimeoutError:
+                return _busy(f"busy: {limits.heavy if limits else 0} range queries are "
+                             "running; retry in a few seconds")
+        # a plain executor future: a request past its budget is answered at once, and
+        # its slot is given back only when the thread really ends (a thread cannot be
+        # stopped), so abandoned work still counts against web.heavy_queries
+        work = loop.run_in_executor(None, fn, request)
+        if slots is not None:
+            work.add_done_callback(lambda _f: slots.release())
         try:
-            result: Response = await run_in_threadpool(fn, request)
+            result: Response = await asyncio.wait_for(asyncio.shield(work),
+                                                      max(deadline - loop.time(), 0.001))
+        except TimeoutError:
+            work.add_done_callback(_drop_result)
+            log.warning("web: %s took longer than its %.0fs budget; answered 503",
+                        request.url.path, limits.budget if limits else 0)
+            return _busy(f"the query took longer than {limits.budget if limits else 0:g}s; "
+                         "ask for a shorter range or a larger step")
         except InputError as exc:
             return _problem(400, str(exc))
         except MonitorError as exc:
@@ -258,15 +331,23 @@ def _guarded(fn: Handler, token: str | None) -> Callable[[Request], Awaitable[Re
     return endpoint
 
 
+def _drop_result(work: asyncio.Future[Any]) -> None:
+    """Retrieve an abandoned request's outcome, so asyncio does not log it as lost."""
+    if not work.cancelled():
+        work.exception()
+
+
 def _authorised(request: Request, token: str) -> bool:
     header = request.headers.get("authorization", "")
-    offered = header[7:] if header.lower().startswith("bearer ") else request.cookies.get(COOKIE)
-    return offered is not None and hmac.compare_digest(offered.encode(), token.encode())
+    if header.lower().startswith("bearer "):
+        return hmac.compare_digest(header[7:].encode(), token.encode())
+    return valid_session(request.cookies.get(COOKIE), token)
 
 
 def create_app(engine: Engine, config: Config) -> Starlette:
     """The dashboard app over *engine*; serve it with uvicorn (the service does)."""
     token = config.web.token
+    limits = _Limits(config.web.request_budget.total_seconds(), config.web.heavy_queries)
     api = _Api(engine, config)
     registry = build_registry(engine)
 
@@ -276,8 +357,14 @@ def create_app(engine: Engine, config: Config) -> Starlette:
             # trade the token in the URL for a cookie, and drop it from the address bar
             if token is None or not hmac.compare_digest(offered.encode(), token.encode()):
                 return _problem(401, "wrong access token")
-            response: Response = RedirectResponse("/", status_code=303)
-            response.set_cookie(COOKIE, token, httponly=True, samesite="strict",
+            # the rest of the query (tags, since, step) is the view: keep it
+            rest = urlencode([(k, v) for k, v in request.query_params.multi_items()
+                              if k != "token"])
+            response: Response = RedirectResponse("/?" + rest if rest else "/",
+                                                  status_code=303)
+            # a signed session value, not the token: see monitor.web.session
+            response.set_cookie(COOKIE, make_session(token), max_age=SESSION_SECONDS,
+                                httponly=True, samesite="strict",
                                 secure=request.url.scheme == "https")
             return response
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8",
@@ -294,15 +381,15 @@ def create_app(engine: Engine, config: Config) -> Starlette:
     routes = [
         Route("/", index),
         Route("/healthz", _guarded(healthz, None)),
-        Route("/metrics", _guarded(metrics, token)),
-        Route("/api/tags", _guarded(api.tags, token)),
-        Route("/api/series", _guarded(api.series, token)),
-        Route("/api/top", _guarded(api.top, token)),
-        Route("/api/cotags", _guarded(api.cotags, token)),
-        Route("/api/relate", _guarded(api.relate, token)),
-        Route("/api/alerts", _guarded(api.alerts, token)),
-        Route("/api/posts", _guarded(api.posts, token)),
-        Route("/api/health", _guarded(api.health, token)),
+        Route("/metrics", _guarded(metrics, token, limits)),
+        Route("/api/tags", _guarded(api.tags, token, limits)),
+        Route("/api/series", _guarded(api.series, token, limits, heavy=True)),
+        Route("/api/top", _guarded(api.top, token, limits, heavy=True)),
+        Route("/api/cotags", _guarded(api.cotags, token, limits, heavy=True)),
+        Route("/api/relate", _guarded(api.relate, token, limits, heavy=True)),
+        Route("/api/alerts", _guarded(api.alerts, token, limits)),
+        Route("/api/posts", _guarded(api.posts, token, limits)),
+        Route("/api/health", _guarded(api.health, token, limits)),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     app = Starlette(routes=routes)

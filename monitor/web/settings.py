@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["WebSettings", "is_loopback"]
+from monitor.durations import Duration
+
+__all__ = ["WebSettings", "is_loopback", "unprotected_problem"]
 
 
 def is_loopback(host: str) -> bool:
@@ -29,6 +32,11 @@ class WebSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8765, ge=0, le=65535)
     token: str | None = None
+    # every API request gets this long, then a 503 (the work still ends in its thread,
+    # holding its heavy-query slot, so a flood cannot pile up threads)
+    request_budget: Duration = timedelta(seconds=10)
+    # range queries (series, top, cotags, relate) running at once; more wait, then 503
+    heavy_queries: int = Field(default=2, ge=1, le=64)
 
     @field_validator("token", mode="before")
     @classmethod
@@ -44,9 +52,23 @@ class WebSettings(BaseModel):
             raise ValueError(
                 f"expected token of at least 16 characters, got {len(self.token)}"
             )
-        if self.enabled and not is_loopback(self.host) and not self.token:
-            raise ValueError(
-                f"token is required when host is {self.host!r} (not loopback, so anyone on "
-                "the network could read the dashboard), got none"
-            )
+        if self.enabled:
+            problem = unprotected_problem(self.host, self.token)
+            if problem:
+                raise ValueError(problem)
+        if self.request_budget.total_seconds() <= 0:
+            raise ValueError(f"expected request_budget above 0s, got {self.request_budget}")
         return self
+
+
+def unprotected_problem(host: str, token: str | None) -> str | None:
+    """Why serving on *host* with *token* would be open to the network (None when it is not).
+
+    Checked by the config when the dashboard is enabled, and again by
+    :func:`monitor.web.server.serve` whatever the config says: ``monitor web
+    --host 0.0.0.0`` with ``web.enabled: false`` must not serve an open API either.
+    """
+    if is_loopback(host) or token:
+        return None
+    return (f"token is required when host is {host!r} (not loopback, so anyone on "
+            "the network could read the dashboard), got none")

@@ -74,3 +74,16 @@ def test_bad_silence_input_is_one_clear_line(cfg_file: Path) -> None:
     assert result.exit_code == 2 and "--for" in result.output
     result = runner.invoke(app, ["silence", "expire", "99", "--config", str(cfg_file)])
     assert result.exit_code == 1 and "no such silence" in result.output
+
+
+def test_alerts_shows_why_the_alert_fires(cfg_file: Path) -> None:
+    at = (START + timedelta(days=1, hours=1)).isoformat()
+    assert runner.invoke(app, ["evaluate", "--at", at, "--config", str(cfg_file)]).exit_code == 0
+    result = runner.invoke(app, ["alerts", "--all", "--format", "json", "--config", str(cfg_file)])
+    [row] = json.loads(result.output)
+    e = row["explanation"]
+    assert e["observed"] == -0.4 and e["expected"] == 0.4 and e["z"] < 0
+    assert e["baseline_from"].startswith("2026-01-05T00:00") and e["params"]["window"] == "1h"
+    assert row["why"].startswith("-0.4 vs 0.4 (2026-01-05 00:00..2026-01-06 00:00) z=-")
+    table = runner.invoke(app, ["alerts", "--all", "--config", str(cfg_file)])
+    assert "why" in table.output

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, select
 
 from monitor.config import Config, parse_config
 from monitor.detect.engine import evaluate
+from monitor.detect.settings import SpikeRule
 from monitor.detect.silences import add_silence, expire_silence, list_silences
 from monitor.store.alerts import list_alerts
 from monitor.store.db import make_engine
@@ -66,7 +67,8 @@ def test_an_injected_spike_fires_within_two_buckets_and_is_announced_once(engine
     payload = rows[0].payload
     assert payload["rule"] == "metoo-spike" and payload["kind"] == "spike"
     assert payload["labels"] == {"severity": "page", "tag": "metoo"}
-    assert payload["state"] == "firing" and payload["value"] > 4 * payload["baseline"]
+    assert payload["state"] == "firing" and payload["value"] > SpikeRule(
+        name="x").factor * payload["baseline"]
     assert "x the usual" in payload["summary"] and payload["fired_at"]
     assert "_notify_seq" not in payload["annotations"]
     # later evaluations while it keeps firing add nothing
@@ -75,7 +77,7 @@ def test_an_injected_spike_fires_within_two_buckets_and_is_announced_once(engine
 
 
 def test_a_young_tag_reports_insufficient_history_and_does_not_fire(engine: Engine) -> None:
-    counts = seasonal_counts(1, start=DAY15 - timedelta(days=1))
+    counts = seasonal_counts(0.4, start=DAY15 - timedelta(days=0.4))  # < min_history (12 h)
     counts[-1] = (counts[-1][0], 5000.0)
     seed_buckets(engine, "metoo", counts)
     report = evaluate(engine, config(SPIKE), DAY15 + timedelta(seconds=1))
@@ -181,8 +183,10 @@ def test_a_firing_flatline_holds_back_the_spike_of_its_tag(engine: Engine) -> No
     assert [r.payload["rule"] for r in outbox_rows(engine)] == ["dead-stream"]
 
 
+# min_z 2: a shift that lasts joins the baseline's blocks and widens its spread,
+# and this test is about the lifecycle over two hours of it, not the test's power
 LIFE = {"name": "tone", "kind": "sentiment_shift", "window": "1h", "baseline": "1d",
-        "threshold": 0.3, "min_scored": 30, "for": "10m", "repeat_interval": "1h",
+        "threshold": 0.3, "min_scored": 30, "min_z": 2, "for": "10m", "repeat_interval": "1h",
         "resolve_after": "15m"}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import random
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from monitor.detect.nab import (
     normalised,
     probation_rows,
     raw_score,
+    raw_score_sparse,
     read_detector_scores,
     scaled_sigmoid,
 )
@@ -99,3 +101,24 @@ def test_reproduces_every_published_raw_score() -> None:
         detections = [s >= float(row["threshold"]) for s in scores]
         got = raw_score(detections, file.windows, PROFILES[row["profile"]])
         assert got == pytest.approx(float(row["raw_score"]), abs=1e-9), row
+
+
+OTHER = DATA.parent / "nab_other"
+
+
+def test_sparse_scorer_equals_the_row_scorer() -> None:
+    rng = random.Random(3)
+    windows = [(300, 399), (520, 560), (800, 950)]
+    for _ in range(200):
+        rows = sorted(rng.sample(range(N), rng.randint(0, 40)))
+        for profile in PROFILES.values():
+            assert raw_score_sparse(rows, N, windows, profile) == pytest.approx(
+                raw_score(flags(*rows), windows, profile), abs=1e-12)
+
+
+@pytest.mark.skipif(not OTHER.exists(), reason=f"{OTHER} not present")
+def test_loads_the_other_48_series_from_their_category_folders() -> None:
+    corpus = load_corpus(OTHER)
+    assert len(corpus) == 48
+    assert sum(len(f.windows) for f in corpus) == 83
+    assert {f.name.split("/")[0] for f in corpus} >= {"realKnownCause", "artificialNoAnomaly"}

@@ -16,6 +16,7 @@ from monitor.config import Config, DatabaseSettings, PrivacySettings, SentimentS
 from monitor.enrich.pipeline import Enricher
 from monitor.enrich.privacy import SECRET_FILE
 from monitor.models import Post
+from monitor.store.db import make_engine, migrate
 from monitor.store.schema import post_tags, posts, tag_buckets
 from monitor.store.write import write_batch
 
@@ -153,10 +154,16 @@ def test_author_hash_is_stable_across_enrichers_and_restarts(tmp_path: Path) -> 
     assert first.author == second.author
 
 
-def test_secret_lives_beside_the_sqlite_database_by_default(tmp_path: Path) -> None:
-    config = Config(database=DatabaseSettings(url=f"sqlite:///{tmp_path}/db/monitor.db"))
-    Enricher.from_config(config).enrich(_mastodon())
-    assert (tmp_path / "db" / SECRET_FILE).exists()
+def test_the_key_lives_in_the_database_not_beside_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/db/monitor.db"
+    config = Config(database=DatabaseSettings(url=url))
+    engine = make_engine(url)
+    migrate(engine)
+    first = Enricher.from_config(config, engine=engine).enrich(_mastodon())
+    again = Enricher.from_config(config, engine=engine).enrich(_mastodon())
+    engine.dispose()
+    assert first.author == again.author
+    assert not (tmp_path / "db" / SECRET_FILE).exists()
 
 
 def test_keep_and_drop_authors(tmp_path: Path) -> None:

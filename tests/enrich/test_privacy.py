@@ -1,4 +1,7 @@
-"""Author privacy: keep, keyed hash or drop; the secret file and its permissions."""
+"""Author privacy: keep, keyed hash or drop; key files and their permissions.
+
+The key per database (author_keys, fingerprints, refusals) is tested in
+tests/enrich/test_author_key.py."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from monitor.config import Config, DatabaseSettings, PrivacySettings
 from monitor.enrich.privacy import (
     SECRET_FILE,
     AuthorPolicy,
-    default_secret_dir,
+    legacy_secret_path,
     load_or_create_secret,
 )
 from monitor.errors import ConfigError
@@ -73,7 +76,7 @@ def test_truncated_secret_file_is_an_error_not_a_silent_new_secret(tmp_path: Pat
     with pytest.raises(ConfigError) as info:
         AuthorPolicy.from_config(_config(), tmp_path)
     assert str(tmp_path / SECRET_FILE) in str(info.value)
-    assert "privacy.hash_secret" in str(info.value)
+    assert "privacy.hash_secret_file" in str(info.value)
 
 
 def test_secret_readable_by_others_is_tightened(tmp_path: Path) -> None:
@@ -101,11 +104,12 @@ def test_concurrent_first_start_agrees_on_one_secret(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == [SECRET_FILE]  # no temp files left behind
 
 
-def test_default_secret_dir_is_beside_the_sqlite_file(tmp_path: Path) -> None:
-    assert default_secret_dir(f"sqlite:///{tmp_path}/db/monitor.db") == tmp_path / "db"
-    assert default_secret_dir("sqlite:///data/monitor.db") == Path("data")
-    assert default_secret_dir("sqlite://") == Path("data")
-    assert default_secret_dir("postgresql+psycopg://u:p@db/monitor") == Path("data")
+def test_legacy_secret_path_is_beside_the_sqlite_file_and_never_the_working_dir(
+        tmp_path: Path) -> None:
+    assert legacy_secret_path(f"sqlite:///{tmp_path}/db/monitor.db") == \
+        tmp_path / "db" / SECRET_FILE
+    assert legacy_secret_path("sqlite://") is None
+    assert legacy_secret_path("postgresql+psycopg://u:p@db/monitor") is None
 
 
 def test_repr_never_shows_the_key() -> None:

@@ -4,6 +4,7 @@
   tags), repeatable ``tag`` (AND, on facet tags and ``record.tags``),
   ``sort=latest`` (by indexedAt), ``limit`` 1–100 (default 25), an
   offset-like ``cursor`` absent on the last page; ``{cursor?, hitsTotal, posts}``.
+* ``GET /xrpc/app.bsky.feed.getPosts``: ``uris`` 1–25; deleted posts left out.
 * ``POST /xrpc/com.atproto.server.createSession`` / ``refreshSession``.
 * ``RateLimit-Limit/Remaining/Reset(epoch)/Policy`` on every answer; 429 with
   ``Retry-After`` and ``RateLimitExceeded``.
@@ -63,6 +64,7 @@ class BlueskyFake(FakeBase):
         self.session_faults = Faults()
         self.app = Starlette(routes=[
             Route("/xrpc/app.bsky.feed.searchPosts", self.search),
+            Route("/xrpc/app.bsky.feed.getPosts", self.get_posts),
             Route("/xrpc/com.atproto.server.createSession", self.create_session,
                   methods=["POST"]),
             Route("/xrpc/com.atproto.server.refreshSession", self.refresh_session,
@@ -196,6 +198,23 @@ class BlueskyFake(FakeBase):
         if offset + limit < len(hits):
             body["cursor"] = str(offset + limit)
         return JSONResponse(body, headers=headers)
+
+    async def get_posts(self, request: Request) -> Response:
+        """``getPosts?uris=…`` (1–25): the views of the posts that exist, in the order
+        asked; a deleted one (``World.delete``) is simply left out, as the AppView does."""
+        self.record(request)
+        fault = self.faults.take()
+        if fault is not None:
+            return await apply_fault(fault, lambda: self._get_posts(request), self._limited)
+        return self._get_posts(request)
+
+    def _get_posts(self, request: Request) -> Response:
+        uris = request.query_params.getlist("uris")
+        if not 1 <= len(uris) <= 25:
+            return JSONResponse({"error": "InvalidRequest",
+                                 "message": "uris must hold 1 to 25 items"}, status_code=400)
+        held = {p.uri: p for p in self.world.bluesky_posts()}
+        return JSONResponse({"posts": [self.post_view(held[u]) for u in uris if u in held]})
 
     def _issue(self) -> dict[str, Any]:
         access, refresh = secrets.token_hex(12), secrets.token_hex(12)

@@ -69,12 +69,13 @@ class SeedPost:
     instances: tuple[str, ...] = ()  # mastodon: which fake instances received it
     extra_tags: tuple[str, ...] = ()  # bluesky: tags only in record.tags
     ids: dict[str, str] = field(default_factory=dict)  # mastodon: instance → local id
+    origin: str = "origin.example"  # mastodon: the host the status was posted on
 
     @property
     def uri(self) -> str:
         """The canonical key (Mastodon status uri / Bluesky at:// uri)."""
         if self.platform == "mastodon":
-            return f"https://origin.example/users/{self.author}/statuses/{self.n:08d}"
+            return f"https://{self.origin}/users/{self.author}/statuses/{self.n:08d}"
         return f"at://{self.author}/app.bsky.feed.post/{self.rkey}"
 
     @property
@@ -181,7 +182,8 @@ class World:
         return tuple(self.rng.sample(TAGS, count))
 
     def _add_mastodon(self, created: datetime, tags: tuple[str, ...] | None = None,
-                      instances: tuple[str, ...] | None = None) -> SeedPost:
+                      instances: tuple[str, ...] | None = None,
+                      origin: str = "origin.example") -> SeedPost:
         tags = tags or self._pick_tags()
         if instances is None:
             instances = self.rng.choices([("a",), ("b",), ("a", "b")], weights=[4, 3, 3])[0]
@@ -197,7 +199,7 @@ class World:
             n=n, platform="mastodon", created_at=created, tags=tags,
             text=_text_with_tags(sentence, tags), lang=lang,
             author=f"user{self.rng.randrange(40)}", sensitive=bool(spoiler),
-            spoiler_text=spoiler, instances=instances, ids=ids,
+            spoiler_text=spoiler, instances=instances, ids=ids, origin=origin,
         )
         self._posts.append(post)
         return post
@@ -223,11 +225,20 @@ class World:
 
     def add_mastodon_post(self, tags: Iterable[str] = ("metoo",), *,
                           instances: tuple[str, ...] = ("a",),
-                          created_at: datetime | None = None) -> SeedPost:
-        """A new status, as if just posted (ids grow, so polling picks it up)."""
+                          created_at: datetime | None = None,
+                          origin: str = "origin.example") -> SeedPost:
+        """A new status, as if just posted (ids grow, so polling picks it up).
+
+        *origin*: the host it was posted on (its uri's host; a fake's ``host``
+        makes that fake the origin, which answers ``/api/v1/statuses/:id``)."""
         with self.lock:
             created = created_at or datetime.now(UTC)
-            return self._add_mastodon(created, tuple(tags), instances)
+            return self._add_mastodon(created, tuple(tags), instances, origin)
+
+    def delete(self, post: SeedPost) -> None:
+        """The author deleted *post*: no fake serves it any more."""
+        with self.lock:
+            self._posts = [p for p in self._posts if p.uri != post.uri]
 
     def add_bluesky_post(self, tags: Iterable[str] = ("metoo",), *,
                          created_at: datetime | None = None) -> SeedPost:

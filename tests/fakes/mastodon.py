@@ -6,9 +6,11 @@ immediately newer), ``limit`` default 20 max 40, a ``Link`` header with
 ``rel="next"`` (max_id) and ``rel="prev"`` (min_id) only on non-empty pages,
 ``X-RateLimit-*`` headers with an ISO reset time, 429 without Retry-After,
 401 when a token is required, 404 for an unknown tag. Also
+``GET /api/v1/statuses/:id`` (404 after ``World.delete``),
 ``GET /api/v2/instance``, ``GET /api/v1/streaming/health`` and the live hashtag
 stream ``GET /api/v1/streaming/hashtag?tag=`` (SSE: ``event: update`` with the
-Status JSON, ``event: delete`` with the id, ``:thump`` heartbeats), whose
+Status JSON, ``event: delete`` with the id, ``event: status.update`` with an
+edited Status (:meth:`MastodonFake.edit`), ``:thump`` heartbeats), whose
 connect takes faults from its own queue, ``stream_faults``.
 """
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -61,11 +63,14 @@ class MastodonFake(FakeBase):
         self.streaming = "open"
         self.heartbeat = 1.0
         self.deleted_ids: list[str] = []
+        # edited statuses and the tags whose streams announce the edit (old and new)
+        self.edited: list[tuple[SeedPost, frozenset[str]]] = []
         self._generation = 0  # drop_streams() bumps it and open streams end
         # faults of the live stream's connect, apart from the timeline's queue
         self.stream_faults = Faults()
         self.app = Starlette(routes=[
             Route("/api/v1/timelines/tag/{tag}", self.timeline),
+            Route("/api/v1/statuses/{id}", self.show_status),
             Route("/api/v2/instance", self.instance_info),
             Route("/api/v1/streaming/health", self.health),
             Route("/api/v1/streaming/hashtag", self.stream_hashtag),
@@ -97,6 +102,22 @@ class MastodonFake(FakeBase):
     def delete(self, post: SeedPost) -> None:
         """Announce a deletion of *post* on the live streams."""
         self.deleted_ids.append(post.ids[self.instance])
+
+    def edit(self, post: SeedPost, text: str, tags: Sequence[str],
+             language: str | None = "en") -> None:
+        """Edit *post* as its author would: served with the new text, tags and language
+        from now on (``edited_at`` set), and announced on the live streams of its old
+        and new tags as ``status.update`` with the whole new Status."""
+        words = {t: DISPLAY.get(t, t) for t in tags}
+        body = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        links = " ".join(f'<a href="https://origin.example/tags/{t}" class="mention hashtag" '
+                         f'rel="tag">#<span>{w}</span></a>' for t, w in words.items())
+        self.corrupt(post, "content", f"<p>{body} {links}</p>")
+        self.corrupt(post, "tags", [{"name": w, "url": f"{self.url}/tags/{t}"}
+                                    for t, w in words.items()])
+        self.corrupt(post, "language", language)
+        self.corrupt(post, "edited_at", iso(datetime.now(UTC)))
+        self.edited.append((post, frozenset(post.tags) | frozenset(tags)))
 
     def drop_streams(self) -> None:
         """Close every open live stream (clients must reconnect)."""
@@ -222,6 +243,27 @@ class MastodonFake(FakeBase):
             headers["Link"] = f'<{base}?{nxt}>; rel="next", <{base}?{prev}>; rel="prev"'
         return JSONResponse(body, headers=headers)
 
+    async def show_status(self, request: Request) -> Response:
+        """``GET /api/v1/statuses/:id``: a status this instance holds, by its local id
+        or, for a status posted here (``origin`` = this host), by the id in its uri;
+        404 ``Record not found`` once deleted (``World.delete``)."""
+        self.record(request)
+        fault = self.faults.take()
+        if fault is not None:
+            return await apply_fault(fault, lambda: self._show_status(request), self._limited)
+        return self._show_status(request)
+
+    def _show_status(self, request: Request) -> Response:
+        sid = request.path_params["id"]
+        for post in self.world.mastodon_posts():
+            if self.instance not in post.instances:
+                continue
+            local = post.ids.get(self.instance) == sid
+            if local or (post.origin == self.host and f"{post.n:08d}" == sid):
+                return JSONResponse(self.status(post) if local else
+                                    {**self.status(post), "id": sid})
+        return JSONResponse({"error": "Record not found"}, status_code=404)
+
     async def instance_info(self, request: Request) -> Response:
         self.record(request)
         return JSONResponse({
@@ -260,6 +302,7 @@ class MastodonFake(FakeBase):
         async def events() -> AsyncIterator[str]:
             last = newest()
             deletes_sent = len(self.deleted_ids)
+            edits_sent = len(self.edited)
             beat = time.monotonic()
             yield ":)\n"
             while generation == self._generation:
@@ -270,6 +313,11 @@ class MastodonFake(FakeBase):
                 for post in fresh:
                     last = _id_key(post.ids[self.instance])
                     yield f"event: update\ndata: {json.dumps(self.status(post))}\n\n"
+                while edits_sent < len(self.edited):
+                    post, on = self.edited[edits_sent]
+                    edits_sent += 1
+                    if tag in on and self.instance in post.instances:
+                        yield f"event: status.update\ndata: {json.dumps(self.status(post))}\n\n"
                 while deletes_sent < len(self.deleted_ids):
                     yield f"event: delete\ndata: {self.deleted_ids[deletes_sent]}\n\n"
                     deletes_sent += 1

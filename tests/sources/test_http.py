@@ -189,13 +189,15 @@ async def test_refused_connection_is_one_clear_line_per_attempt(
         port = sock.getsockname()[1]  # closed again below: nothing listens there
     settings = FAST.model_copy(update={"max_retries": 2})
     async with HttpClient(settings) as http:
-        with caplog.at_level(logging.WARNING, "monitor.sources"), \
+        with caplog.at_level(logging.DEBUG, "monitor.sources"), \
                 pytest.raises(SourceError) as info:
             await http.get_json(f"http://127.0.0.1:{port}/api/v1/timelines/tag/metoo",
                                 stream="#metoo")
     assert info.value.retryable
-    lines = [r.getMessage() for r in caplog.records]
+    # each retry is detail (DEBUG): the final failure is the stream's one line per poll
+    lines = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
     assert len(lines) == 2
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert lines[0].startswith(f"127.0.0.1:{port} #metoo: cannot connect (connection refused); "
                                "retrying in ")
     assert lines[0].endswith("— is the server running and the URL right?")
@@ -208,11 +210,13 @@ async def test_unresolvable_host_says_to_check_the_network(
 ) -> None:
     settings = FAST.model_copy(update={"max_retries": 1})
     async with HttpClient(settings) as http:
-        with caplog.at_level(logging.WARNING, "monitor.sources"), pytest.raises(SourceError):
+        with caplog.at_level(logging.DEBUG, "monitor.sources.transport"), \
+                pytest.raises(SourceError):
             await http.get_json("https://mastodon.invalid/api/v1/timelines/tag/metoo",
                                 stream="#metoo")
-    first = caplog.records[0].getMessage()
-    assert len(caplog.records) == 1
+    retries = [r for r in caplog.records if "retrying in" in r.getMessage()]
+    assert len(retries) == 1 and retries[0].levelno == logging.DEBUG
+    first = retries[0].getMessage()
     assert first.startswith("mastodon.invalid #metoo: cannot connect (name resolution failed); "
                             "retrying in ")
     assert first.endswith("— is this machine online?")

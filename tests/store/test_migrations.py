@@ -141,3 +141,37 @@ def test_0004_downgrade_restores_the_old_encoding(db_url: str) -> None:
     assert annotations[0] == {"ratio": 4.2, "_notify_seq": 3,
                               "_incident_at": "2026-11-26T11:00:00+00:00"}
     engine.dispose()
+
+
+# ---------------------------------------------------------------- 0005: deletions, retention
+
+
+def test_0005_removes_posts_a_recorded_deletion_left_in_place(db_url: str) -> None:
+    from monitor.store.schema import deletions, post_tags, posts, tag_buckets
+
+    engine = make_engine(db_url)
+    migrate(engine, "0004_state_columns")
+    with engine.begin() as conn:
+        # the 0004 columns only (raw SQL: today's table has more)
+        for key in ("kept", "gone"):
+            conn.execute(sa.text("INSERT INTO posts (platform, key, created_at, collected_at, "
+                                 "is_repost, sensitive) VALUES ('bluesky', :k, :t, :t, "
+                                 "false, false)"), {"k": key, "t": T0})
+        ids = dict(conn.execute(sa.select(posts.c.key, posts.c.id)).all())
+        conn.execute(sa.text("INSERT INTO post_tags (post_id, tag, created_at) "
+                             "VALUES (:a, 'metoo', :t), (:b, 'metoo', :t)"),
+                     {"a": ids["kept"], "b": ids["gone"], "t": T0})
+        conn.execute(sa.text("INSERT INTO tag_buckets (tag, bucket_start, posts, scored, "
+                             "compound_sum, compound_sq_sum, positive, neutral, negative) "
+                             "VALUES ('metoo', :t, 2, 0, 0, 0, 0, 0, 0)"), {"t": T0})
+        # 0004 noted the deletion and kept the post
+        conn.execute(sa.text("INSERT INTO deletions (platform, key, seen_at) "
+                             "VALUES ('bluesky', 'gone', :t)"), {"t": T0})
+    migrate(engine, "0005_deletions_retention")
+    with engine.connect() as conn:
+        assert list(conn.execute(sa.select(posts.c.key)).scalars()) == ["kept"]
+        assert conn.execute(sa.select(sa.func.count()).select_from(post_tags)).scalar() == 1
+        assert conn.execute(sa.select(deletions.c.applied_at)).scalar() == T0
+        # keep: the bucket still counts what was seen
+        assert conn.execute(sa.select(tag_buckets.c.posts)).scalar() == 2
+    engine.dispose()

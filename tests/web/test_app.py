@@ -86,7 +86,7 @@ def test_page_assets_are_local_with_a_strict_csp(base_url: str) -> None:
     assert "script-src 'self'" in csp and "default-src 'none'" in csp
     refs = re.findall(r'(?:src|href)="([^"]*)"', page.text)
     assert refs and all(ref.startswith(("/", "data:")) for ref in refs), refs
-    for asset in ("/static/app.js", "/static/app.css"):
+    for asset in ("/static/app.js", "/static/charts.js", "/static/app.css"):
         r = httpx.get(base_url + asset, timeout=10)
         assert r.status_code == 200 and len(r.content) > 1000
         assert "https://" not in r.text and "cdn" not in r.text.lower()
