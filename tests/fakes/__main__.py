@@ -290,12 +290,14 @@ def _when_ready(fake: Running) -> None:
 SEED_POSTS = 400
 BURST_POSTS = 30
 # the rules printed with the config snippet, so alerts appear while trying the fakes: a
-# spike judged after a day of history (the fakes seed 26 h), and a silent collector
+# spike judged after a day of history (the fakes seed 26 h), and a silent collector; the
+# fakes post every --new-every seconds spread over ~50 streams, so a stream can be quiet
+# for a quarter of an hour: a 10-minute flatline paged on healthy streams at start
 DEMO_RULES: list[dict[str, Any]] = [
     {"name": "spike", "kind": "spike", "labels": {"severity": "page"}, "factor": 3,
      "min_posts": 5, "smooth": 1, "min_history": "1d", "for": "0m"},
     {"name": "collector-silent", "kind": "flatline", "labels": {"severity": "page"},
-     "silent_for": "10m"},
+     "silent_for": "45m"},
 ]
 
 
@@ -348,7 +350,7 @@ def main(argv: list[str] | None = None) -> None:
     print(yaml.safe_dump({"sources": [s for fake in fakes for s in fake.sources("20s")],
                           "rules": DEMO_RULES}, sort_keys=False), flush=True)
     if args.burst_after:
-        print(f"In {args.burst_after:g}s: a burst of {BURST_POSTS} #metoo posts on Mastodon; "
+        print(f"# In {args.burst_after:g}s: a burst of {BURST_POSTS} #metoo posts on Mastodon; "
               "the spike rule fires once its 5-minute bucket closes (`monitor alerts`).",
               flush=True)
 
