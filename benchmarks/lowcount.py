@@ -205,9 +205,17 @@ class Tally:
         self.events += len(series.events)
 
 
+# meets_targets (the NAB search's filter) looks at seeds 0 and 1; the report scores others
+TUNING_SEEDS = 2
+HELD_OUT_SEED = 100
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=2, help="series per rate and event kind")
+    parser.add_argument("--first-seed", type=int, default=HELD_OUT_SEED,
+                        help=f"first seed of the scored series (default {HELD_OUT_SEED}: held out; "
+                        "the defaults were chosen to pass on seeds 0 and 1: those are in-sample)")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         print("error: --seeds: expected at least 1", file=sys.stderr)
@@ -218,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     judged_weeks = (DAYS - rule.min_history.total_seconds() / 86400) / 7
     result: dict[str, float] = {}
     started = time.perf_counter()
+    sample = ("in-sample: the defaults were chosen to pass on seeds 0 and 1"
+              if args.first_seed < TUNING_SEEDS else "held-out seeds")
+    print(f"seeds {args.first_seed}..{args.first_seed + args.seeds - 1} ({sample})")
     print(f"{DAYS} days of 5-minute buckets per series, {args.seeds} series per rate and kind; "
           f"events every 3 days from day 14; timing: resolve_after {rule.resolve_after}, "
           f"rearm_after {rule.rearm_after}")
@@ -225,8 +236,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{k + ' rec':>12}" for k in EVENTS if k != "drop") + f" {'precision':>9} "
         f"{'med delay':>9} {'drop pages':>10}")
     for rate in RATES:
-        quiet = [make(rate, None, seed) for seed in range(args.seeds)]
-        eventful = {k: [make(rate, k, seed) for seed in range(args.seeds)] for k in EVENTS}
+        seeds = range(args.first_seed, args.first_seed + args.seeds)
+        quiet = [make(rate, None, seed) for seed in seeds]
+        eventful = {k: [make(rate, k, seed) for seed in seeds] for k in EVENTS}
         for name, make_rule in rules.items():
             false_alarms = sum(len(pages(s, make_rule, timing)) for s in quiet)
             fa_week = false_alarms / (judged_weeks * len(quiet))
@@ -261,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
           f"surge recall >= 90% at rate >= 1: {'met' if surge_ok else 'NOT met'} "
           f"({time.perf_counter() - started:.0f} s)")
     result["targets_met"] = 1.0 if fa_ok and surge_ok else 0.0
+    result["in_sample"] = 1.0 if args.first_seed < TUNING_SEEDS else 0.0
     print(json.dumps(result))
     return 0
 
@@ -269,11 +282,13 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-def meets_targets(params: SpikeParams, timing: Timing, seed: int = 0) -> bool:
-    """Whether a spike setting meets the low-volume targets on one seed (for the NAB search).
+def meets_targets(params: SpikeParams, timing: Timing, seeds: Sequence[int] = (0, 1)) -> bool:
+    """Whether a spike setting meets the low-volume targets on this benchmark's series.
 
     At most one false alarm per tag-week on event-free series at every rate, and at
-    least 90% of 2-hour 3x surges paged at a rate of 1 or more.
+    least 90% of 2-hour 3x surges paged at a rate of 1 or more. The NAB search keeps
+    the shipped defaults to settings that pass (a product requirement, not a fit).
+    The likeliest failures are checked first, so most settings are rejected fast.
     """
     weeks = (DAYS - params.min_history.total_seconds() / 86400) / 7
 
@@ -281,13 +296,19 @@ def meets_targets(params: SpikeParams, timing: Timing, seed: int = 0) -> bool:
         detector = SpikeDetector(params)
         return lambda at, n: detector.update(at, n).is_spike
 
-    for rate in RATES:
-        if len(pages(make(rate, None, seed), rule, timing)) > weeks:
-            return False
-    for rate in (r for r in RATES if r >= 1):
+    def surge_ok(rate: float) -> bool:
         tally = Tally()
-        series = make(rate, "surge", seed)
-        tally.add(series, pages(series, rule, timing))
-        if tally.found < 0.9 * tally.events:
-            return False
-    return True
+        for seed in seeds:
+            series = make(rate, "surge", seed)
+            tally.add(series, pages(series, rule, timing))
+        return tally.found >= 0.9 * tally.events
+
+    def quiet_ok(rate: float) -> bool:
+        alarms = sum(len(pages(make(rate, None, seed), rule, timing)) for seed in seeds)
+        return alarms <= weeks * len(seeds)
+
+    checks: list[Callable[[], bool]] = [
+        lambda: surge_ok(1.0), lambda: quiet_ok(0.2), lambda: quiet_ok(1.0),
+        lambda: surge_ok(5.0), lambda: surge_ok(50.0), lambda: quiet_ok(5.0),
+        lambda: quiet_ok(50.0)]
+    return all(check() for check in checks)

@@ -30,11 +30,26 @@ bucket (raw work is per post, rollup work per bucket): at ``--rate 3`` expect
 only a few x, so the rate is printed with the figures.
 Run: ``.venv/bin/python -m benchmarks.query [--repeat 30]``. The last line is one
 JSON object of flat numeric keys.
+
+Raw-size scaling (issue 14): ``--sizes 1000000,5000000`` runs only this, on
+PostgreSQL, where ``posts`` is partitioned by month. One schema per size, each
+with the same rollups and checked raw posts as above, then grown to that many
+``posts`` (with their ``post_keys`` and ``post_tags`` rows) by INSERT … SELECT
+generate_series: filler posts of the other tags spread over the rollups' year.
+Both answers are checked equal to raw again at each size, then ``trends`` and
+``relate`` from the rollups are timed in alternating rounds (background load
+falls on every size alike). Reported: p50/p95 per query per size, the p95 growth
+against the smallest size (target <= 1.2: the rollups do not read raw posts),
+and the raw trend from posts ⋈ post_tags as the reference that does grow.
+Takes ~20 min for 1 M + 5 M on a busy 2-core machine (building 5 M is most of it).
+Use ``--repeat 100``: with 30 samples the p95 is one sample, and on a loaded
+machine one outlier moved it by 27 % while the p50 went the other way.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -43,7 +58,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,6 +68,7 @@ from sqlalchemy import Engine, and_, case, create_engine, func, select, text
 
 from monitor.analyse.relate import cross_correlation, prepare, relate, tone_from_posts
 from monitor.store.db import MIGRATIONS_DIR, make_engine, migrate
+from monitor.store.partitions import ensure_partitions
 from monitor.store.queries import SeriesPoint, _bucket_epoch, align_range, series
 from monitor.store.schema import post_tags, posts
 
@@ -188,6 +204,10 @@ def seed_sqlite(engine: Engine, data: Dataset) -> None:
 
 
 def seed_postgres(engine: Engine, data: Dataset) -> None:
+    # posts are partitioned by month (0010): make the year's months, so the rows land
+    # in them and not in the default partition
+    ensure_partitions(engine, [datetime.fromtimestamp(data.first + d * 86400, UTC)
+                               for d in range(0, 366, 10)], data.end)
     raw = engine.raw_connection()
     try:
         cur = raw.cursor()
@@ -202,6 +222,9 @@ def seed_postgres(engine: Engine, data: Dataset) -> None:
         with cur.copy("COPY post_tags (post_id, tag, created_at) FROM STDIN") as copy:  # type: ignore[attr-defined]
             for row in data.post_tags:
                 copy.write_row((row[0], row[1], row[2] + "+00"))
+        # the dedupe gate of the partitioned posts, as the batch executor keeps it
+        cur.execute("INSERT INTO post_keys (platform, key, id, created_at) "
+                    "SELECT platform, key, id, created_at FROM posts")
         raw.commit()
         cur.execute("ANALYZE")
         raw.commit()
@@ -407,6 +430,144 @@ def pg_engine() -> Iterator[Engine | None]:
         admin.dispose()
 
 
+# ------------------------------------------------------------------ raw-size scaling
+
+FILLER_TAGS = TAGS[2:]  # filler posts carry the other tags: the metoo/notallmen answers
+#                         stay the ones checked against raw above
+
+
+def grow_raw(engine: Engine, data: Dataset, size: int) -> float:
+    """Add filler posts (with their post_keys and post_tags rows) spread over the
+    rollups' year until ``posts`` holds *size* rows; returns the seconds it took.
+
+    INSERT … SELECT generate_series: the server makes the rows, nothing crosses the
+    wire. Times are a fixed pseudo-random spread over the year (every month's
+    partition grows), ids continue after the seeded posts.
+    """
+    t0 = time.perf_counter()
+    base = len(data.posts)
+    if size < base:
+        raise SystemExit(f"--sizes: {size:,} is below the {base:,} raw posts the checked "
+                         "answers need (lower --rate)")
+    span = 365 * PER_DAY * BUCKET
+    tags = "ARRAY[" + ", ".join(f"'{t}'" for t in FILLER_TAGS) + "]"
+    at = f"to_timestamp({data.first} + ((i * 104729) % {span}))"
+    step = 1_000_000
+    with engine.begin() as conn:
+        for lo in range(base + 1, size + 1, step):
+            hi = min(size, lo + step - 1)
+            rows = f"FROM generate_series({lo}::bigint, {hi}::bigint) AS i"
+            conn.execute(text(
+                "INSERT INTO posts (id, platform, key, created_at, collected_at, compound, "
+                f"is_repost, sensitive) SELECT i, 'filler', 'f' || i, {at}, {at}, "
+                f"((i * 7919) % 2001) / 1000.0 - 1, false, false {rows}"))
+            conn.execute(text("INSERT INTO post_keys (platform, key, id, created_at) "
+                              f"SELECT 'filler', 'f' || i, i, {at} {rows}"))
+            conn.execute(text("INSERT INTO post_tags (post_id, tag, created_at, seq) "
+                              f"SELECT i, ({tags})[1 + i % {len(FILLER_TAGS)}], {at}, 1 {rows}"))
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        for table in ("posts", "post_tags", "post_keys"):
+            conn.execute(text(f"ANALYZE {table}"))
+        in_default = conn.execute(text("SELECT count(*) FROM posts_default")).scalar_one()
+    assert in_default == 0, f"{in_default} posts in the default partition"
+    return time.perf_counter() - t0
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, tuple[float, float]]:
+    """p50 and p95 (ms) of each of *fns*, timed in alternating rounds so that the
+    machine's background load falls on every one alike."""
+    for fn in fns.values():
+        fn()  # warm the cache and the statement compiler
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    order = list(fns.items())
+    rng = np.random.default_rng(SEED)
+    for _ in range(repeat):
+        rng.shuffle(order)  # (no one is always first after the same other)
+        for name, fn in order:
+            t0 = time.perf_counter()
+            fn()
+            samples[name].append((time.perf_counter() - t0) * 1000)
+    out = {}
+    for name, got in samples.items():
+        got.sort()
+        out[name] = (statistics.median(got), got[min(len(got) - 1, round(0.95 * (len(got) - 1)))])
+    return out
+
+
+def run_scale(data: Dataset, sizes: list[int], repeat: int) -> dict[str, float]:
+    """Trend and relate reads from the rollups with ``posts`` at each of *sizes* rows
+    (PostgreSQL, partitioned): one schema per size, built from the same rollups and
+    checked posts, then timed in alternating rounds. The reference is the smallest size.
+    """
+    until = data.end
+    since = until - timedelta(days=RAW_DAYS)
+    hour = timedelta(hours=1)
+    out: dict[str, float] = {}
+    with ExitStack() as stack:
+        engines: dict[int, Engine] = {}
+        for size in sizes:
+            engine = stack.enter_context(pg_engine())
+            if engine is None:
+                raise SystemExit("--sizes needs PostgreSQL")
+            t0 = time.perf_counter()
+            seed_postgres(engine, data)
+            backfill_pairs(engine)
+            seed_s = time.perf_counter() - t0
+            grow_s = grow_raw(engine, data, size)
+            check_same(series(engine, ["metoo"], since, until, hour),
+                       series_from_raw(engine, ["metoo"], since, until, hour))
+            check_relate(engine, relate(engine, "metoo", "notallmen", since, until),
+                         relate_volume(series_from_raw, engine, since, until))
+            with engine.connect() as conn:
+                parts = conn.execute(text("SELECT count(*) FROM pg_inherits "
+                                          "WHERE inhparent = 'posts'::regclass")).scalar_one()
+            print(f"postgres posts={size:>10,}: seeded in {seed_s:.1f} s, grown in "
+                  f"{grow_s:.1f} s, {parts} partitions; rollup answers = raw answers",
+                  flush=True)
+            out[f"scale_{size}_build_s"] = round(seed_s + grow_s, 1)
+            engine.dispose()
+            engines[size] = stack.enter_context(_fresh(engine))
+        fns: dict[str, Callable[[], Any]] = {}
+        for size, engine in engines.items():
+            fns[f"trends_{size}"] = functools.partial(series, engine, ["metoo"], since, until,
+                                                      hour)
+            fns[f"relate_{size}"] = functools.partial(relate, engine, "metoo", "notallmen",
+                                                      since, until)
+        timings = interleaved(fns, repeat)
+        # the raw reference: the same trend from posts ⋈ post_tags, which grows with posts
+        raw = interleaved({f"rawtrends_{size}": functools.partial(
+            series_from_raw, engine, ["metoo"], since, until, hour)
+            for size, engine in engines.items()}, 5)
+    ref = sizes[0]
+    for what in ("trends", "relate", "rawtrends"):
+        got = raw if what == "rawtrends" else timings
+        for size in sizes:
+            p50, p95 = got[f"{what}_{size}"]
+            out[f"scale_{what}_{size}_p50_ms"] = round(p50, 2)
+            out[f"scale_{what}_{size}_p95_ms"] = round(p95, 2)
+            growth = p95 / got[f"{what}_{ref}"][1]
+            if size != ref:
+                out[f"scale_{what}_p95_growth_{size}_vs_{ref}"] = round(growth, 3)
+            print(f"postgres {what:9s} posts={size:>10,}: p50 {p50:8.2f} ms  p95 {p95:8.2f} ms"
+                  f"  (p95 x{growth:.2f} of {ref:,})", flush=True)
+    worst = max(v for k, v in out.items() if k.startswith(("scale_trends_p95_growth",
+                                                          "scale_relate_p95_growth")))
+    out["scale_rollup_p95_growth_max"] = worst
+    out["scale_rollup_p95_growth_ok"] = float(worst <= 1.2)
+    return out
+
+
+@contextmanager
+def _fresh(engine: Engine) -> Iterator[Engine]:
+    """A new engine on *engine*'s database: fresh connections for the timed reads."""
+    fast = make_engine(engine.url.render_as_string(hide_password=False))
+    try:
+        yield fast
+    finally:
+        fast.dispose()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=30, help="timed runs per query")
@@ -414,6 +575,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=20.0,
                         help="mean posts per tag per 5-minute bucket (raw sample and rollups)")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--sizes", default="",
+                        help="comma list of raw post counts, e.g. 1000000,5000000: time the "
+                             "rollup reads on PostgreSQL with posts at each size (only that)")
     args = parser.parse_args(argv)
     end = datetime(2026, 11, 1, tzinfo=UTC)
     t0 = time.perf_counter()
@@ -423,6 +587,12 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, float] = {"rate_posts_per_bucket": args.rate,
                                 "bucket_rows": float(len(data.bucket_rows)),
                                 "raw_posts": float(len(data.posts))}
+    if args.sizes:
+        sizes = sorted(int(v.replace("_", "")) for v in args.sizes.split(","))
+        result.update(run_scale(data, sizes, args.repeat))
+        result["total_s"] = round(time.perf_counter() - t0, 1)
+        print(json.dumps(result))
+        return 0
     with sqlite_engine() as engine:
         result.update(run_dialect("sqlite", engine, data, args.repeat))
     if not args.no_postgres:

@@ -29,6 +29,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from monitor.cluster.settings import ClusterSettings
 from monitor.detect.registry import RULES
 from monitor.detect.settings import RuleSettings
 from monitor.durations import Duration
@@ -143,6 +144,7 @@ class Config(_Strict):
     web: WebSettings = WebSettings()
     notify: NotifySettings = NotifySettings()
     rules: list[RuleField] = Field(default_factory=list)
+    cluster: ClusterSettings = ClusterSettings()  # PostgreSQL only: lease times (issue 14)
 
     @field_validator("rules")
     @classmethod

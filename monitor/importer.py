@@ -8,14 +8,17 @@ the unique (platform, key) drops anything stored twice, so importing the same
 file twice adds nothing.
 
 Both cores: this process reads the file's raw records in order and is the only
-writer; parsing and enrichment (the CPU work) run in worker processes, one per
-core, on chunks of ``batch_size`` records. At most two chunks per worker are in
-flight, so memory stays flat whatever the file's size, and the chunks are
-written strictly in the order they were read, each in one transaction with the
-cursor at its last stored line: the cursor never passes a line whose posts are
-not committed, and a ``kill -9`` at any moment resumes with nothing lost or
-doubled. Below :data:`PARALLEL_MIN_BYTES` left to read, starting the workers
-costs more than they save and the import stays in this process.
+writer; parsing, enrichment and turning the posts into the store's ready rows
+(:func:`monitor.store.write.prepare_batch`) run in worker processes, one per
+core, on chunks of up to ``batch_size`` records, so that this process only
+executes them (:func:`monitor.store.write.write_prepared`, on one connection
+for the whole import). At most two chunks per worker are in flight, so memory
+stays flat whatever the file's size, and the chunks are written strictly in the
+order they were read, each in one transaction with the cursor at its last
+stored line: the cursor never passes a line whose posts are not committed, and
+a ``kill -9`` at any moment resumes with nothing lost or doubled. Below
+:data:`PARALLEL_MIN_BYTES` left to read, starting the workers costs more than
+they save and the import stays in this process.
 """
 
 from __future__ import annotations
@@ -28,12 +31,13 @@ import os
 import signal
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -41,7 +45,7 @@ from sqlalchemy import Engine
 from monitor.config import Config
 from monitor.enrich.pipeline import Enricher
 from monitor.errors import InputError
-from monitor.models import Cursor, Post, ScoredPost, Sentiment
+from monitor.models import Cursor, Post
 from monitor.sources.files import (
     ReadOptions,
     Record,
@@ -50,9 +54,16 @@ from monitor.sources.files import (
     read_records,
     record_parser,
 )
-from monitor.store.write import load_cursor, write_batch
+from monitor.store.plan import Prepared
+from monitor.store.pseudonyms import count_forgotten_drops
+from monitor.store.write import (
+    import_connection,
+    load_cursor,
+    prepare_batch,
+    write_prepared,
+)
 
-__all__ = ["PARALLEL_MIN_BYTES", "ImportProgress", "ImportSummary", "import_file"]
+__all__ = ["IMPORT_BATCH", "PARALLEL_MIN_BYTES", "ImportProgress", "ImportSummary", "import_file"]
 
 log = logging.getLogger(__name__)
 SOURCE = "file"
@@ -60,6 +71,12 @@ SOURCE = "file"
 # import at 7,632 posts/s in one process and 6,595 with two workers; 6,000 lines (3.8 MB)
 # at 7,350 and 8,513. Starting the pool and filling it is repaid from about 3 MiB.
 PARALLEL_MIN_BYTES = 3 << 20
+# records a chunk (and a transaction; a progress line each). 2,000 aggregate a few more
+# rollup increments into one row (~5 % less CPU a post, within the noise of a shared VM);
+# with workers the first and last chunks are smaller (see _chunks)
+IMPORT_BATCH = 1000
+# below this many full chunks left to read, the chunks shrink (see _chunks)
+_TAIL_CHUNKS = 2
 # chunks in flight per worker: one being enriched, one waiting (keeps workers busy
 # while this process writes, and bounds memory)
 _IN_FLIGHT = 2
@@ -97,36 +114,21 @@ class ImportProgress:
 
 @dataclass(frozen=True, slots=True)
 class _Chunk:
-    """One chunk's outcome: its enriched posts (packed, see :func:`_pack`), its
-    rejections, and the last line that gave a post (None when none did)."""
+    """One chunk's outcome: its enriched posts as the store's ready rows (None when
+    the chunk gave no post), how many posts, its rejections, and the last line that
+    gave a post (None when none did).
 
-    packed: list[tuple[object, ...]]
+    The rows, not the posts, cross from a worker: they are what the writer binds,
+    so the one process that cannot be multiplied neither unpickles ~15 objects per
+    post nor builds the rows itself.
+    """
+
+    prepared: Prepared | None
+    posts: int
     rejected: list[Rejected]
     last_line: int | None
-
-
-# A ScoredPost crosses from a worker as a plain tuple: pickling the frozen slotted
-# dataclasses costs ~3x more (measured 31 vs 10 µs/post to unpickle), and that
-# cost falls on the writer, the one process that cannot be multiplied.
-_FIELDS = tuple(f.name for f in fields(ScoredPost))
-_SENTIMENT = _FIELDS.index("sentiment")
-
-
-def _pack(post: ScoredPost) -> tuple[object, ...]:
-    values = [getattr(post, name) for name in _FIELDS]
-    score = post.sentiment
-    if score is not None:
-        values[_SENTIMENT] = (score.compound, score.pos, score.neu, score.neg)
-    return tuple(values)
-
-
-def _unpack(values: tuple[object, ...]) -> ScoredPost:
-    score = values[_SENTIMENT]
-    if score is not None:
-        items = list(values)
-        items[_SENTIMENT] = Sentiment(*score)  # type: ignore[misc]
-        values = tuple(items)
-    return ScoredPost(*values)  # type: ignore[arg-type]
+    # posts left out for forgotten authors, per (platform, pseudonym) (monitor status)
+    dropped: Counter[tuple[str, str]] | None = None
 
 
 _HEAD = 65536
@@ -145,7 +147,7 @@ def _same_file_grown(path: Path, state: Mapping[str, object]) -> bool:
     return state.get("head") == _head_hash(path, size)
 
 
-def _process(parse: RecordParser, enricher: Enricher,
+def _process(parse: RecordParser, enricher: Enricher, dialect: str,
              records: list[tuple[int, Record]]) -> _Chunk:
     posts: list[Post] = []
     rejected: list[Rejected] = []
@@ -157,16 +159,19 @@ def _process(parse: RecordParser, enricher: Enricher,
             else:
                 posts.append(item.post)
                 last = item.line
-    return _Chunk([_pack(p) for p in enricher.enrich_many(posts)] if posts else [], rejected,
-                  last)
+    if not posts:
+        return _Chunk(None, 0, rejected, last)
+    scored = enricher.enrich_many(posts)
+    return _Chunk(prepare_batch(scored, dialect), len(scored), rejected, last,
+                  enricher.take_drops() or None)
 
 
-_WORKER: tuple[RecordParser, Enricher] | None = None
+_WORKER: tuple[RecordParser, Enricher, str] | None = None
 
 
-def _init_worker(parse: RecordParser, enricher: Enricher) -> None:
+def _init_worker(parse: RecordParser, enricher: Enricher, dialect: str) -> None:
     global _WORKER
-    _WORKER = (parse, enricher)
+    _WORKER = (parse, enricher, dialect)
     # Ctrl-C is the main process's to handle: it stops the pool in order
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True,
@@ -186,16 +191,30 @@ def _work(records: list[tuple[int, Record]]) -> _Chunk:
     return _process(*_WORKER, records)
 
 
-def _chunks(records: Iterable[tuple[int, Record]], size: int
-            ) -> Iterator[list[tuple[int, Record]]]:
+def _chunks(records: Iterable[tuple[int, Record]], size: int, left: int = 0
+            ) -> Iterator[tuple[list[tuple[int, Record]], int]]:
+    """Chunks of up to *size* records, each with the size of the text read up to its end.
+
+    *left*: about how much text there is to read (0: unknown). The first chunk,
+    and those of the last part, are a quarter of *size*: the writer starts on
+    the first one while the workers enrich the next, and the last one is written
+    while the workers have nothing left to do, so a small one keeps that tail short.
+    """
     chunk: list[tuple[int, Record]] = []
-    for record in records:
+    read = 0
+    quarter = max(1, size // 4)
+    target = quarter if left else size
+    for count, record in enumerate(records, 1):
         chunk.append(record)
-        if len(chunk) >= size:
-            yield chunk
+        read += _text_size(record[1])
+        if len(chunk) >= target:
+            yield chunk, read
             chunk = []
+            # records left, at the average size so far: (left - read) / (read / count)
+            if left:
+                target = quarter if (left - read) * count < _TAIL_CHUNKS * size * read else size
     if chunk:
-        yield chunk
+        yield chunk, read
 
 
 def _warm(enricher: Enricher) -> None:
@@ -204,12 +223,12 @@ def _warm(enricher: Enricher) -> None:
                                text="A warm, calm morning and a terrible night. #warm")])
 
 
-def _in_order(parse: RecordParser, enricher: Enricher,
+def _in_order(parse: RecordParser, enricher: Enricher, dialect: str,
               chunks: Iterator[list[tuple[int, Record]]], workers: int) -> Iterator[_Chunk]:
     """Each chunk's outcome, in the order the chunks were read."""
     if workers <= 0:
         for chunk in chunks:
-            yield _process(parse, enricher, chunk)
+            yield _process(parse, enricher, dialect, chunk)
         return
     # fork shares the loaded models at no cost, but is only safe without other threads
     forking = threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
@@ -217,7 +236,7 @@ def _in_order(parse: RecordParser, enricher: Enricher,
         _warm(enricher)
     context = multiprocessing.get_context("fork" if forking else "spawn")
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                               initargs=(parse, enricher))
+                               initargs=(parse, enricher, dialect))
     pending: deque[Future[_Chunk]] = deque()
     try:
         for chunk in chunks:
@@ -259,7 +278,7 @@ def import_file(
     *,
     mapping: Mapping[str, str] | None = None,
     default_tags: tuple[str, ...] = (),
-    batch_size: int = 1000,
+    batch_size: int = IMPORT_BATCH,
     on_reject: Callable[[Rejected], None] | None = None,
     enricher: Enricher | None = None,
     workers: int | None = None,
@@ -295,35 +314,42 @@ def import_file(
         engine.dispose()
     # (last line, text size) of each chunk read, in order: what on_progress reports
     spans: deque[tuple[int, int]] = deque()
-    position = [0]
 
-    def measured(chunks: Iterator[list[tuple[int, Record]]]
+    def measured(chunks: Iterator[tuple[list[tuple[int, Record]], int]]
                  ) -> Iterator[list[tuple[int, Record]]]:
-        for records in chunks:
-            position[0] += sum(_text_size(raw) for _, raw in records)
-            spans.append((records[-1][0], position[0]))
+        for records, read in chunks:
+            spans.append((records[-1][0], read))
             yield records
 
     chunks = measured(_chunks(read_records(path, start_line=start_line, max_line=options.max_line),
-                               max(1, batch_size)))
-    for chunk in _in_order(parse, enricher, chunks, count):
-        last_line, at_bytes = spans.popleft()
-        for item in chunk.rejected:
-            summary.rejected += 1
-            if len(summary.rejections) < 1000:
-                summary.rejections.append(item)
-            if on_reject is not None:
-                on_reject(item)
-        if chunk.last_line is not None:
-            scored = [_unpack(values) for values in chunk.packed]
-            summary.read += len(scored)
-            cursor = Cursor(SOURCE, stream, json.dumps({**identity, "line": chunk.last_line}))
-            result = write_batch(engine, scored, cursor=cursor)
-            summary.stored += result.inserted
-            summary.duplicates += result.duplicates
-        if on_progress is not None:
-            on_progress(ImportProgress(last_line, summary.read, summary.stored, at_bytes,
-                                       start_line))
+                              # one process: no idle worker to keep the tail short for
+                              max(1, batch_size), (size - done_bytes) if count else 0))
+    outcomes = _in_order(parse, enricher, engine.dialect.name, chunks, count)
+    # the first outcome starts the workers: only then this process opens its
+    # connection, which a forked worker must not inherit
+    first = next(outcomes, None)
+    with import_connection(engine) as conn:
+        for chunk in chain((first,) if first is not None else (), outcomes):
+            last_line, at_bytes = spans.popleft()
+            for item in chunk.rejected:
+                summary.rejected += 1
+                if len(summary.rejections) < 1000:
+                    summary.rejections.append(item)
+                if on_reject is not None:
+                    on_reject(item)
+            if chunk.last_line is not None:
+                summary.read += chunk.posts
+                cursor = Cursor(SOURCE, stream, json.dumps({**identity, "line": chunk.last_line}))
+                # (prepared even when enrichment left no post: the cursor moves on)
+                assert chunk.prepared is not None
+                result = write_prepared(conn, chunk.prepared, cursor=cursor)
+                summary.stored += result.inserted
+                summary.duplicates += result.duplicates
+                if chunk.dropped:
+                    count_forgotten_drops(conn, chunk.dropped)
+            if on_progress is not None:
+                on_progress(ImportProgress(last_line, summary.read, summary.stored, at_bytes,
+                                           start_line))
     log.info(
         "import %s: %d stored, %d duplicates, %d rejected",
         path.name,

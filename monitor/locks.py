@@ -13,6 +13,13 @@ lock the operating system or the database releases when its holder dies, so a
   (:class:`RoleLock`); a process without the lock skips that work and tries
   again next tick, so it takes over within a tick when the holder dies (its
   connection closes, the server drops the lock).
+
+The lock's connection is a dedicated one (never from the pool) with TCP
+keepalives on both ends: a holder whose machine vanishes without closing the
+socket is noticed by the server within about :data:`KEEPALIVE` seconds and its
+lock dropped, and the holder itself notices on its next :meth:`RoleLock.held`.
+Several processes sharing one PostgreSQL (issue 14) use the same roles, plus
+``stream:<source>`` for the leader of a streaming source (``monitor.cluster``).
 """
 
 from __future__ import annotations
@@ -24,19 +31,57 @@ import hashlib
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from monitor.errors import StoreError
 from monitor.store.advisory import advisory_unlock, database_identity, ping, try_advisory_lock
 from monitor.store.db import redact_url, sqlite_path
 
-__all__ = ["DatabaseInUse", "RoleLock", "exclusive_run", "lock_path"]
+__all__ = ["KEEPALIVE", "DatabaseInUse", "RoleLock", "exclusive_run", "lease_engine",
+           "lock_path"]
 
 log = logging.getLogger("monitor.locks")
+
+# seconds of silence after which either end of a lock's connection gives it up
+# (idle time before the first probe; then probes a second apart, three of them)
+KEEPALIVE = 5
+_lease_engines: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+_lease_engines_lock = threading.Lock()
+
+
+def lease_engine(engine: Engine) -> Engine:
+    """An engine for lock connections: no pool, TCP keepalives client- and server-side.
+
+    Client side (libpq ``keepalives*``, ``tcp_user_timeout``): the holder notices a
+    dead network. Server side (``tcp_keepalives_*`` set for the session): the
+    server notices a dead holder and drops its advisory locks, so another process
+    takes the role over. One per *engine*, made on first use.
+    """
+    with _lease_engines_lock:
+        found = _lease_engines.get(engine)
+        if found is not None:
+            return found
+        url = engine.url
+        options = url.query.get("options", "")
+        if isinstance(options, tuple):
+            options = " ".join(options)
+        server = (f"-c tcp_keepalives_idle={KEEPALIVE} -c tcp_keepalives_interval=1 "
+                  "-c tcp_keepalives_count=3")
+        made = create_engine(url.set(query={**url.query, "options": f"{options} {server}"
+                                            .strip()}),
+                             poolclass=NullPool,
+                             connect_args={"keepalives": 1, "keepalives_idle": KEEPALIVE,
+                                           "keepalives_interval": 1, "keepalives_count": 3,
+                                           "tcp_user_timeout": (KEEPALIVE + 3) * 1000})
+        _lease_engines[engine] = made
+        return made
 
 
 class DatabaseInUse(StoreError):
@@ -108,6 +153,8 @@ class RoleLock:
     (:func:`exclusive_run`) already makes the process the only one.
     """
 
+    _all: ClassVar[weakref.WeakSet[RoleLock]] = weakref.WeakSet()
+
     def __init__(self, engine: Engine, role: str) -> None:
         self.engine = engine
         self.role = role
@@ -116,6 +163,18 @@ class RoleLock:
         self._thread_lock = threading.Lock()
         self._said_waiting = False
         self.enabled = engine.dialect.name == "postgresql"
+        RoleLock._all.add(self)
+
+    @property
+    def holding(self) -> bool:
+        """Held at the last look (no database round trip; for status rows)."""
+        return self.enabled and self._conn is not None
+
+    @classmethod
+    def held_roles(cls, engine: Engine) -> list[str]:
+        """The roles this process holds on *engine*'s database now, sorted."""
+        return sorted({lock.role for lock in list(cls._all)
+                       if lock.engine is engine and lock.holding})
 
     def held(self) -> bool:
         """True when this process plays the role now (taking it if it is free)."""
@@ -134,7 +193,7 @@ class RoleLock:
 
     def _try_take(self) -> bool:
         try:
-            conn = self.engine.connect()
+            conn = lease_engine(self.engine).connect()
         except SQLAlchemyError:
             return False
         try:

@@ -16,6 +16,16 @@ Metric names (all prefixed ``monitor_``):
 - ``outbox_depth`` — notifications not yet delivered
 - ``alerts_firing{rule}`` — alerts currently firing
 - ``bucket_write_seconds`` — histogram of batch write latency (posts+tags+buckets)
+
+PostgreSQL only, from ``cluster_members`` (several ``monitor run`` on one database):
+
+- ``cluster_members`` — member rows (a dead process's row stays up to 10 leases)
+- ``cluster_member_renewed_seconds{member}`` — seconds since each member renewed
+  (a live one renews every lease/3)
+- ``cluster_hosts_held{member}`` — polled hosts each member polled within the last lease
+- ``cluster_role_renewed_seconds{role,member}`` — per role (``stream:jetstream`` is the
+  Jetstream leader, ``evaluator``, ``dispatcher``) the holder's renewal age; a role with
+  no holder renewed within a lease has no live holder
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.store.alerts import firing_counts
+from monitor.store.cluster import read_members
 from monitor.store.health import read_status
 from monitor.store.outbox import outbox_depth
 
@@ -95,6 +106,7 @@ class StoreCollector(Collector):
                 depth.add_metric([], float(outbox_depth(conn)))
                 for rule, n in firing_counts(conn).items():
                     firing.add_metric([rule], float(n))
+            cluster = list(_cluster(self._engine))
             up.add_metric([], 1.0)
         except SQLAlchemyError as exc:
             # a scrape must not fail: report the store as down and nothing else
@@ -102,7 +114,34 @@ class StoreCollector(Collector):
             up.add_metric([], 0.0)
             yield up
             return
-        yield from (collected, rejected, errors, lag, success, depth, firing, up)
+        yield from (collected, rejected, errors, lag, success, depth, firing, up, *cluster)
+
+
+def _cluster(engine: Engine) -> Iterator[Metric]:
+    """Who is in the cluster and what each holds (none on SQLite: one process)."""
+    if engine.dialect.name != "postgresql":
+        return
+    try:
+        rows = read_members(engine)
+    except SQLAlchemyError as exc:  # e.g. a schema before migration 0011: no cluster figures
+        log.warning("metrics: cluster members unavailable: %s", type(exc).__name__)
+        return
+    count = GaugeMetricFamily("monitor_cluster_members", "Rows in cluster_members")
+    count.add_metric([], float(len(rows)))
+    renewed = GaugeMetricFamily("monitor_cluster_member_renewed_seconds",
+                                "Seconds since the member last renewed", labels=["member"])
+    hosts = GaugeMetricFamily("monitor_cluster_hosts_held",
+                              "Polled hosts the member polled within the last lease",
+                              labels=["member"])
+    roles = GaugeMetricFamily("monitor_cluster_role_renewed_seconds",
+                              "Seconds since the holder of the role last renewed",
+                              labels=["role", "member"])
+    for row in rows:
+        renewed.add_metric([row.member], row.age)
+        hosts.add_metric([row.member], float(len(row.hosts)))
+        for role in row.roles:
+            roles.add_metric([role, row.member], row.age)
+    yield from (count, renewed, hosts, roles)
 
 
 def build_registry(engine: Engine) -> CollectorRegistry:

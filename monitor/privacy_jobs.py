@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from monitor.config import Config
+from monitor.enrich.post_keys import is_post_pseudonym, original_key
 from monitor.errors import MonitorError
 from monitor.models import Batch, Cursor, StreamKey
 from monitor.sources.protocols import PolledSource, Rechecking
@@ -81,7 +82,10 @@ class RecentDeletions:
 
 def retention_ages(config: Config) -> RetentionAges:
     r = config.privacy.retention
-    return RetentionAges(text=r.text, authors=r.authors, posts=r.posts)
+    # a link names its author (Mastodon, Bluesky): under hash or drop it is stored
+    # only for the re-check (monitor.enrich.post_keys) and cleared past its window
+    urls = config.privacy.recheck if config.privacy.authors != "keep" else None
+    return RetentionAges(text=r.text, authors=r.authors, posts=r.posts, urls=urls)
 
 
 def retention_job(config: Config, engine: Any, exclusive: Callable[..., Awaitable[Any]],
@@ -114,7 +118,7 @@ def _describe(exc: BaseException) -> str:
 
 
 _WHAT = {"posts": "old post rows deleted", "text": "texts cleared",
-         "authors": "author pseudonyms cleared"}
+         "authors": "author pseudonyms cleared", "urls": "links cleared"}
 
 
 def recheck_stream(src: Rechecking) -> StreamKey:
@@ -159,7 +163,13 @@ def _recheck(src: Rechecking, window: timedelta, engine: Any, store: Store,
             while asked < RECHECK_PER_RUN:
                 rows = await asyncio.to_thread(recheck_candidates, engine, src.platform, since,
                                                after, RECHECK_CHUNK)
-                gone = await src.vanished([key for _, key in rows]) if rows else set()
+                # a pseudonymous key (authors: hash) is asked about by the key its
+                # link gives; what vanished is passed back as stored (kept as is)
+                ask = {(original_key(src.platform, url) if is_post_pseudonym(key) else key): key
+                       for _, key, url in rows}
+                ask.pop(None, None)
+                gone = ({ask[k] for k in await src.vanished([k for k in ask if k]) if k in ask}
+                        if ask else set())
                 asked += len(rows)
                 gone_total += len(gone)
                 done = len(rows) < RECHECK_CHUNK

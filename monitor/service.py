@@ -20,6 +20,11 @@ Wiring only; every stage is its own module:
   the next start fetches it again), and :meth:`Service.run` returns within
   ``shutdown_grace`` seconds.
 
+On PostgreSQL every ``monitor run`` is a member of its database's cluster
+(issue 14, :mod:`monitor.cluster`): polled streams are leased by host through
+procrastinate jobs instead of local timers, streaming sources run only in their
+leader, and the re-check job in one process at a time. SQLite: as described above.
+
 Later stages hook in with :meth:`Service.add_periodic`,
 :meth:`Service.add_background` and :meth:`Service.add_after_store`; jobs that
 must not overlap a batch write (retention) run through :meth:`Service.exclusive`.
@@ -45,9 +50,11 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.backoff import Backoff
+from monitor.cluster.runtime import Cluster, clustered
 from monitor.config import Config
 from monitor.enrich.pipeline import Enricher
 from monitor.errors import MonitorError
+from monitor.locks import RoleLock
 from monitor.metrics import observe_write
 from monitor.models import Batch, ScoredPost, StreamKey
 from monitor.outage import DatabaseOutage, LongPollFilter
@@ -132,6 +139,7 @@ class Service:
         self._platforms: dict[str, set[str]] = {}  # stream source → platforms of its posts
         self._recently_deleted = RecentDeletions()  # deletions of posts not stored
         self.batches_stored = 0
+        self.cluster: Cluster | None = None  # PostgreSQL, while running (monitor.cluster)
 
     # ------------------------------------------------------------------ extension points
 
@@ -175,13 +183,19 @@ class Service:
             long_polls = LongPollFilter(log)
             logging.getLogger("apscheduler.scheduler").addFilter(long_polls)
             # the poll jobs and streaming tasks, changed at run time by `monitor tags`
-            jobs = StreamJobs(self, scheduler, http)
+            if clustered(self.engine):
+                self.cluster = Cluster(self.engine, self.config.cluster, http, self._poll_job,
+                                       grace=self.shutdown_grace)
+            jobs = StreamJobs(self, scheduler, http, self.cluster)
             sources = await jobs.start()
             polled, streaming = jobs.polled, jobs.streaming
+            recheck = RoleLock(self.engine, "recheck")  # one process asks the platforms
             for name, interval, asked, fn in recheck_jobs(self.config, sources, self.engine,
                                                            self.store, self.clock):
                 self._platforms.setdefault(recheck_stream(asked).source, set()).add(asked.platform)
-                self._schedule_periodic(scheduler, name, interval, fn)
+                self._schedule_periodic(scheduler, name, interval, _with_role(recheck, fn))
+            cluster_task = None if self.cluster is None else self._spawn(self.cluster.run(),
+                                                                         "cluster")
             for name, interval, fn in self._periodic:
                 self._schedule_periodic(scheduler, name, interval, fn)
             for name, factory in self._background:
@@ -197,16 +211,22 @@ class Service:
             try:
                 await stop.wait()
             finally:
-                await self._shutdown(scheduler)
+                await self._shutdown(scheduler, cluster_task)
                 logging.getLogger("apscheduler.scheduler").removeFilter(long_polls)
 
-    async def _shutdown(self, scheduler: AsyncIOScheduler) -> None:
+    async def _shutdown(self, scheduler: AsyncIOScheduler,
+                        cluster_task: asyncio.Task[None] | None = None) -> None:
         self._stopping = True
         started = time.monotonic()
         log.info("stopping: finishing the batch in hand")
         if scheduler.running:
+            # a job cancelled before it started is an "error" to APScheduler: not at a stop
+            logging.getLogger("apscheduler.executors.default").addFilter(_cancelled_at_stop)
             scheduler.shutdown(wait=False)
         self._scheduler = None
+        if self.cluster is not None and cluster_task is not None:
+            # no new rounds; the scheduler and the renewals end between two queries
+            await self.cluster.stop(within=min(1.0, self.shutdown_grace / 4))
         tasks = [t for t in self._tasks if not t.done()]
         for task in tasks:
             task.cancel()
@@ -222,6 +242,9 @@ class Service:
             self._write_lock.release()
         except TimeoutError:
             log.warning("stopping: the database write in progress did not finish in time")
+        if self.cluster is not None:
+            await self.cluster.leave()
+            self.cluster = None
         log.info("stopped after %.1fs (%d batch%s stored this run)",
                  time.monotonic() - started, self.batches_stored,
                  "" if self.batches_stored == 1 else "es")
@@ -393,6 +416,8 @@ class Service:
         return result
 
     def _write(self, batch: Batch) -> tuple[list[ScoredPost], list[tuple[str, str]], WriteResult]:
+        # pseudonymous keys for its deletions too, and the forgotten authors (issue 12)
+        batch = self._enricher.gate(batch, self._platforms.get(batch.stream.source, ()))
         # never raises on content: a post that breaks the analysis is kept degraded
         # (Enricher.enrich), so one bad post cannot block its stream
         scored = self._enricher.enrich_many(batch.posts)
@@ -435,6 +460,19 @@ class _suppress_cancel:
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> bool:
         return exc_type is asyncio.CancelledError
+
+
+def _cancelled_at_stop(record: logging.LogRecord) -> bool:
+    return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
+def _with_role(role: RoleLock, fn: Callable[[], Awaitable[None]]
+               ) -> Callable[[], Awaitable[None]]:
+    """*fn* run only in the process that holds *role* (always on SQLite)."""
+    async def guarded() -> None:
+        if await asyncio.to_thread(role.held):
+            await fn()
+    return guarded
 
 
 def _s(count: int) -> str:

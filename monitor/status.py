@@ -170,6 +170,7 @@ def kept_rows(oldest: list[OldestRow], runs: list[JobRun], cfg: Config, fmt: Out
         f"not stored (retention {_keep_for(retention.authors)})",
         "deletions": "forever (platform, key, time only)",
         "buckets": f"forever (counts; deletions: {privacy.deletions})",
+        "forgotten": "forever (keyed pseudonym only; changed = later posts dropped)",
     }
     by_kind = {run.kind: run for run in runs}
     table = fmt is OutputFormat.table
@@ -295,9 +296,14 @@ def register(app: typer.Typer) -> None:
         kept: Annotated[bool, typer.Option(
             "--kept", help="csv/json: what is kept (oldest rows, retention runs) instead of "
                            "the streams; the table shows both")] = False,
+        cluster: Annotated[bool, typer.Option(
+            "--cluster", help="csv/json: the processes sharing this PostgreSQL database, what "
+                              "each holds and when it last renewed (the table shows them "
+                              "too)")] = False,
     ) -> None:
         """Per-stream health (last success, last error, posts, rejected, fetch errors, lag),
         then what is kept: the oldest row of each kind and the retention job's last run."""
+        from monitor.cluster.status import CLUSTER_COLUMNS, cluster_rows
         from monitor.store.kept import oldest_rows, retention_runs
 
         cfg = get_config(config)
@@ -307,12 +313,17 @@ def register(app: typer.Typer) -> None:
             kept_table = (kept_rows(oldest_rows(engine), retention_runs(engine), cfg, fmt,
                                     datetime.now(UTC))
                           if kept or fmt is OutputFormat.table else [])
+            members = (cluster_rows(engine, cfg.cluster, fmt.value)
+                       if cluster or fmt is OutputFormat.table else [])
         except SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             fail(f"cannot read stream health from {redact_url(cfg.database.url)}: {reason} "
                  "(run `monitor init-db` first?)")
         finally:
             engine.dispose()
+        if cluster and fmt is not OutputFormat.table:
+            emit_rows(members, fmt, columns=CLUSTER_COLUMNS)
+            return
         if kept and fmt is not OutputFormat.table:
             emit_rows(kept_table, fmt, columns=KEPT_COLUMNS)
             return
@@ -325,3 +336,5 @@ def register(app: typer.Typer) -> None:
             emit_rows(status_rows(rows, fmt, datetime.now(UTC)), fmt, columns=COLUMNS)
         if fmt is OutputFormat.table:
             emit_rows(kept_table, fmt, title="what is kept", columns=KEPT_COLUMNS)
+            if members:  # PostgreSQL: who holds what (issue 14)
+                emit_rows(members, fmt, title="cluster", columns=CLUSTER_COLUMNS)

@@ -18,6 +18,11 @@ its own ``tags:`` keeps them) and:
   (the batch being written is finished first; what it held unwritten is
   fetched again from that cursor).
 
+On PostgreSQL (several processes may share the database, :mod:`monitor.cluster`)
+a poll "job" is an entry in the host jobs: the stream is polled when its host's
+procrastinate job runs in this process, and a streaming source's task runs only
+while this process leads it. The run-time changes above apply the same way.
+
 Why the database and not a SIGHUP reload: the tags change from any shell that
 reaches the database (also on another host, with several service processes on
 one PostgreSQL), the change survives a restart without editing config.yaml,
@@ -36,6 +41,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 
+from monitor.cluster.runtime import Cluster
 from monitor.config import Config
 from monitor.models import StreamKey
 from monitor.sources.http import HttpClient
@@ -90,10 +96,14 @@ def _signature(src: Collector) -> tuple[object, ...]:
 class StreamJobs:
     """The poll jobs and streaming tasks of one :meth:`Service.run`."""
 
-    def __init__(self, service: ServiceJobs, scheduler: AsyncIOScheduler, http: HttpClient) -> None:
+    def __init__(self, service: ServiceJobs, scheduler: AsyncIOScheduler, http: HttpClient,
+                 cluster: Cluster | None = None) -> None:
         self.service = service
         self.scheduler = scheduler
         self.http = http
+        # PostgreSQL: polls go into host jobs shared by every process, streaming
+        # sources run only in their leader (monitor.cluster); None: local timers
+        self.cluster = cluster
         self.base = service.config  # the config as loaded: run-time changes apply to it
         self.tags = list(service.config.hashtags)
         self.sources: list[Collector] = []
@@ -131,10 +141,13 @@ class StreamJobs:
 
     def _add_poll(self, src: PolledSource, stream: StreamKey, first: datetime) -> bool:
         job_id = f"poll:{stream.source}:{stream.name}"
-        if self.scheduler.get_job(job_id) is not None:
+        if self.scheduler.get_job(job_id) is not None or (
+                self.cluster is not None and not self.cluster.jobs.add(src, stream)):
             log.warning("%s %s is configured twice; polling it once", stream.source, stream.name)
             return False
         self.service._platforms.setdefault(stream.source, set()).add(src.platform)
+        if self.cluster is not None:
+            return True  # polled when its host's job comes (monitor.cluster.jobs)
         interval = src.interval()
         jitter = src.jitter()
         self.scheduler.add_job(
@@ -152,9 +165,17 @@ class StreamJobs:
         streams = src.streams()
         for stream in streams:
             self.service._platforms.setdefault(stream.source, set()).add(src.platform)
-        self._tasks[index] = self.service._spawn(
-            self.service._supervise(f"{src.source} stream", self.service._streamer(src),
-                                    streams), f"stream:{src.source}")
+
+        def start() -> asyncio.Task[Any]:
+            return self.service._spawn(
+                self.service._supervise(f"{src.source} stream", self.service._streamer(src),
+                                        streams), f"stream:{src.source}")
+
+        if self.cluster is None:
+            self._tasks[index] = start()
+        else:  # only while this process leads the source (monitor.cluster.leader)
+            self._tasks[index] = self.service._spawn(self.cluster.lead(src.source, start),
+                                                     f"lead:{src.source}")
 
     # ------------------------------------------------------------------ run-time changes
 
@@ -193,8 +214,12 @@ class StreamJobs:
                     if job is not None:
                         job.remove()
                         self.polled -= 1
+                    elif self.cluster is not None and self.cluster.jobs.remove(stream):
+                        self.polled -= 1
             for stream in new.streams():
                 job = self.scheduler.get_job(f"poll:{stream.source}:{stream.name}")
+                if self.cluster is not None and self.cluster.jobs.replace(new, stream):
+                    continue  # its host's next job polls it with the new collector
                 if job is not None:
                     job.modify(args=(new, stream))  # same schedule, the new collector
                 elif self._add_poll(new, stream, now):

@@ -44,9 +44,16 @@ def build_service(config: Config, engine: Engine) -> Service:
         service.add_periodic("detect", DETECT_EVERY, detect)
     ages = retention_ages(config)
     if ages.any:
-        # privacy.retention: clear text/authors and delete old rows, batch by batch
-        service.add_periodic("retention", config.privacy.retention.every,
-                             retention_job(config, engine, service.exclusive, service.clock))
+        # privacy.retention: clear text/authors and delete old rows, batch by batch; in
+        # one process of a cluster at a time (PostgreSQL advisory lock; SQLite: always)
+        retention = RoleLock(engine, "retention")
+        job = retention_job(config, engine, service.exclusive, service.clock)
+
+        async def retain() -> None:
+            if await asyncio.to_thread(retention.held):
+                await job()
+
+        service.add_periodic("retention", config.privacy.retention.every, retain)
     attach(service, engine, config)
     if config.web.enabled:
         from monitor.web.server import serve

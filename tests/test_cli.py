@@ -251,6 +251,7 @@ COMMAND_ARGS: dict[str, list[str]] = {
     "alerts": [], "evaluate": [], "backtest": [], "outbox": [], "digest": [],
     "silence add": ["tag=metoo"], "silence list": [], "silence expire": ["1"],
     "forget": ["--author", "alice", "--platform", "mastodon"], "rotate-secret": [],
+    "access": ["--author", "alice", "--platform", "mastodon"],
     "tags list": [], "tags add": ["ididit"], "tags remove": ["metoo"],
 }
 

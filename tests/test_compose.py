@@ -36,7 +36,7 @@ def _text() -> str:
 
 def test_services_present() -> None:
     services = compose()["services"]
-    assert {"monitor", "postgres", "mosquitto", "mailpit"} <= set(services)
+    assert {"init", "monitor", "dashboard", "postgres", "mosquitto", "mailpit"} <= set(services)
     assert services["monitor"]["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
@@ -80,7 +80,8 @@ def test_published_ports_match() -> None:
     assert "1883" in ports["mosquitto"]
     assert {"1025", "8025"} <= set(ports["mailpit"])
     config = load_config(REPO / "config.yaml", env={})
-    assert str(config.web.port) in ports["monitor"]
+    # the one published web UI is the dashboard service (the replicas publish nothing)
+    assert str(config.web.port) in ports["dashboard"]
 
 
 def test_no_known_secret_ships() -> None:
@@ -105,7 +106,7 @@ def test_only_the_dashboard_listens_beyond_loopback() -> None:
     services = compose()["services"]
     for name, service in services.items():
         for port in service.get("ports", []):
-            if name != "monitor":
+            if name != "dashboard":
                 assert str(port).startswith("127.0.0.1:"), (name, port)
 
 
@@ -123,3 +124,69 @@ def test_compose_env_with_an_unknown_name_is_refused(tmp_path: Path) -> None:
             assert str(exc).startswith(f"environment: {stale}: maps to no setting")
         else:
             raise AssertionError(f"{stale} was accepted")
+
+
+# -- `docker compose up --scale monitor=3` (README, "Running more than one") -------------
+
+MONITOR_PROCESSES = ("init", "monitor", "dashboard")  # every service running `monitor`
+
+
+def test_scaled_service_has_nothing_that_clashes() -> None:
+    """Three replicas of `monitor` on one Docker host: no fixed name, host name or host port."""
+    services = compose()["services"]
+    for name, service in services.items():
+        assert "container_name" not in service, name  # a fixed name allows one container
+    replica = services["monitor"]
+    assert "ports" not in replica, "a published host port clashes at --scale monitor=2"
+    assert "hostname" not in replica, "the identity in `monitor status` is the host name"
+    assert "network_mode" not in replica and "deploy" not in replica
+    assert [str(p) for p in replica.get("expose", [])] == ["8765"]  # /metrics, in-network
+
+
+def test_replicas_neither_install_nor_migrate() -> None:
+    """The venv, the schema and the author key are made once, by `init`, before any replica."""
+    services = compose()["services"]
+    init, replica, dashboard = (services[n] for n in MONITOR_PROCESSES)
+    assert "monitor init-db" in init["command"] and "pip install" in init["command"]
+    assert init.get("restart") == "no"
+    for name, service in (("monitor", replica), ("dashboard", dashboard)):
+        command = str(service["command"])
+        assert "pip" not in command and "init-db" not in command and "venv " not in command, name
+        assert service["depends_on"]["init"]["condition"] == "service_completed_successfully", \
+            name
+    assert replica["command"].split()[-1] == "run"
+    assert dashboard["command"].split()[-1] == "web"
+
+
+def test_every_process_shares_one_database_and_one_key() -> None:
+    services = compose()["services"]
+    envs = [services[n]["environment"] for n in MONITOR_PROCESSES]
+    assert envs[0] == envs[1] == envs[2]
+    volumes = [services[n]["volumes"] for n in MONITOR_PROCESSES]
+    assert volumes[0] == volumes[1] == volumes[2]
+    url = expand_compose_defaults(envs[0]["MONITOR_DATABASE_URL"])
+    assert "@postgres:5432/" in url and url.startswith("postgresql://")
+    # no SQLite anywhere: a file database is one process's, never a cluster's
+    assert not any("sqlite" in str(v) for env in envs for v in env.values())
+
+
+def test_no_secret_is_hard_coded_in_any_service() -> None:
+    """Every password, token or key in any service is the operator's or a generated file."""
+    for name, service in compose()["services"].items():
+        env = service.get("environment") or {}
+        items = env.items() if isinstance(env, dict) else (
+            tuple(e.split("=", 1)) if "=" in e else (e, "") for e in env)
+        for key, value in items:
+            text = str(value)
+            if any(word in key for word in ("PASSWORD", "TOKEN", "SECRET", "KEY")):
+                assert _REQUIRED.fullmatch(text.strip('"')) or text.startswith("/secrets/"), \
+                    (name, key)
+            if "://" in text and "@" in text:  # credentials in a URL: only the operator's
+                credentials = text.split("://", 1)[1].split("@", 1)[0]
+                assert "${" in credentials, (name, key)
+
+
+def test_readme_documents_scaling() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "docker compose up --scale monitor=3" in readme
+    assert "## Running more than one" in readme

@@ -64,6 +64,12 @@ def fakes(world: World) -> Iterator[Fakes]:
     running.stop()
 
 
+def _stored(platform: str, key: str) -> str:
+    from tests.post_keys import stored_key
+
+    return stored_key(platform, key, "e2e-secret-" + "x" * 24)
+
+
 def write_config(path: Path, db_url: str, fakes: Fakes) -> Path:
     from tests.fakes.bluesky import APP_PASSWORD, IDENTIFIER
 
@@ -231,7 +237,8 @@ def test_collects_exactly_the_fakes_posts_across_a_kill_and_restart(
             health = list(conn.execute(select(stream_health)))
         # exactly the fakes' posts, none missing, none twice
         assert len(got) == len(set(got))
-        assert set(got) == expected_keys
+        # stored keys are keyed pseudonyms under authors: hash (issue 12)
+        assert set(got) == {(pl, _stored(pl, k)) for pl, k in expected_keys}
         # the time series count each post once per tag, in its 5-minute bucket (a
         # deleted post: counted when it was stored before its deletion came)
         variants = []
@@ -244,7 +251,7 @@ def test_collects_exactly_the_fakes_posts_across_a_kill_and_restart(
         assert per_tag == dict(Counter(t for (t, _), n in remaining.items()
                                        for _ in range(n)))
         # deletes were recorded for posts we hold only
-        assert gone == {("bluesky", p.uri) for p in deleted}
+        assert gone == {("bluesky", _stored("bluesky", p.uri)) for p in deleted}
         # every stream reported in, none is failing
         streams = {(h.source, h.stream) for h in health}
         assert len(streams) == 2 * 4 + 4 + 1

@@ -27,6 +27,7 @@ from monitor.store.schema import cursors, post_tags, posts
 from tests.fakes.data import World
 from tests.fakes.jetstream import JetstreamFake
 from tests.fakes.mastodon import start_mastodon_fake
+from tests.post_keys import stored_key
 from tests.test_end_to_end import MONITOR, ROOT, Service, scalar, wait_for
 
 
@@ -75,10 +76,21 @@ def test_tags_change_in_a_running_service_within_one_poll(db_url: str, tmp_path:
     log = tmp_path / "service.log"
     service = Service(config, log)
     try:
+        # stored keys are keyed pseudonyms of the platform keys (authors: hash): map back
+        by_stored = {stored_key(platform, p.uri, "t" * 32): p.uri
+                     for platform, made in (("mastodon", world.mastodon_posts("a")),
+                                            ("bluesky", world.bluesky_posts()))
+                     for p in made}
+
         def stored(tags: tuple[str, ...]) -> set[str]:
+            for platform, made in (("mastodon", world.mastodon_posts("a")),
+                                   ("bluesky", world.bluesky_posts())):
+                for p in made:  # posts the test added since
+                    by_stored.setdefault(stored_key(platform, p.uri, "t" * 32), p.uri)
             with engine.connect() as conn:
-                return set(conn.execute(select(posts.c.key).join(post_tags)
-                                        .where(post_tags.c.tag.in_(tags))).scalars())
+                keys = conn.execute(select(posts.c.key).join(post_tags)
+                                    .where(post_tags.c.tag.in_(tags))).scalars()
+                return {by_stored.get(k, k) for k in keys}
 
         before = {p.uri for p in world.mastodon_posts("a")
                   if {"metoo", "notallmen"} & set(p.tags)}

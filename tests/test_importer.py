@@ -105,3 +105,15 @@ def test_resume_after_interruption(engine: Engine, tmp_path: Path) -> None:
     with engine.connect() as conn:
         newest = conn.execute(select(func.max(posts.c.created_at))).scalar_one()
     assert newest.tzinfo is not None and newest < datetime(2017, 10, 26, tzinfo=UTC)
+
+
+def test_the_last_chunks_are_smaller() -> None:
+    """The first chunk and the last are written while workers idle: a quarter each."""
+    from monitor.importer import _chunks
+
+    records = [(n, "x" * 99 + "\n") for n in range(1, 1001)]  # 100 characters each
+    sizes = [len(chunk) for chunk, _ in _chunks(records, 100, left=100 * 1000)]
+    # the first a quarter; below two full chunks left (from 82,500 characters on), too
+    assert sizes == [25] + [100] * 8 + [25] * 7
+    # unknown size: all full
+    assert {len(chunk) for chunk, _ in _chunks(records, 100)} == {100}

@@ -38,10 +38,12 @@ def test_nab_out_of_sample_quality_does_not_regress() -> None:
         check=True,
     )
     figures = json.loads(result.stdout.strip().splitlines()[-1])
-    # out-of-sample floors a little under the measured 59.6 / 27.9 / 45.5 (README)
-    assert figures["score_tweets_public"] >= 55.0
-    assert figures["score_nab_other"] >= 25.0
-    assert figures["score_loco"] >= 42.0
+    # out-of-sample floors a little under the measured 51.4 / 32.6 / 33.9 (README); the
+    # in-sample figures are not floored: they say nothing about unseen series
+    assert figures["score_tweets_public"] >= 48.0
+    assert figures["score_nab_other"] >= 29.0
+    assert figures["score_loco"] >= 30.0
+    assert figures["both_score_loco"] >= 43.0  # the same detector judging drops too
     # the shipped defaults are what the documented procedure picks, and the service's
     # own path (is_spike + lifecycle.step) gives exactly the scored detections
     assert figures["defaults_agree"] == 1.0

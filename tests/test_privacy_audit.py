@@ -3,11 +3,10 @@ and ``authors: hash``, then look everywhere the service writes or answers — ev
 every log line, every export format, the email and MQTT payloads, ``/metrics`` and the JSON
 API, and what the CLI prints — for any post text, author handle or the secret the run used.
 
-One documented exception, asserted as such so that any other place fails: a post's
-platform id (``posts.key``, ``deletions.key``) and its link (``posts.url``). On Mastodon and
-Bluesky those contain the account name or DID, so the database itself still says who wrote
-a post it holds (README "What we keep"). They never leave it outside ``authors: keep``:
-exports give a keyed ``post_id`` instead and the API gives no link.
+No exception: a post's platform id, which on Mastodon and Bluesky contains the account
+name or DID, is stored as a keyed pseudonym (``posts.key``, ``deletions.key``) and its link
+(``posts.url``) is not stored (README "What we keep"); ``monitor forget --post`` still finds
+a post by its link.
 
 The second run (retention of a few seconds) shows text and author pseudonyms gone from the
 old rows while the trends are exactly the ones without retention.
@@ -44,8 +43,6 @@ from tests.notify.conftest import SmtpServer, free_port
 from tests.test_end_to_end import MONITOR, ROOT, Service, scalar, wait_for
 
 SECRET = "audit-key-" + uuid.uuid4().hex  # the author key of this run, kept outside the DB
-# where a handle may appear, and why (see the module docstring)
-IDENTIFYING_COLUMNS = {("posts", "key"), ("posts", "url"), ("deletions", "key")}
 
 
 class MqttTap:
@@ -249,6 +246,16 @@ def test_nothing_personal_leaves_or_stays_beyond_the_documented_columns(
                                       f"{victim.author}@origin.example", "--platform",
                                       "mastodon")
         assert "removed" in seen["monitor forget"]
+        # one post by its link (the database holds neither the link nor the uri)
+        other = next(p for p in world.mastodon_posts() if "a" in p.instances
+                     and p.author != victim.author)
+        seen["monitor forget --post"] = _cli(
+            config, "forget", "--post", f"https://origin.example/@{other.author}/{other.n:08d}")
+        assert "removed 1 posts" in seen["monitor forget --post"]
+        seen["monitor access"] = _cli(config, "access", "--author",
+                                      f"{other.author}@origin.example", "--platform",
+                                      "mastodon", "--format", "json")
+        assert '"posts"' in seen["monitor access"]
         seen["service log"] = log.read_text(encoding="utf-8")
     finally:
         smtp.stop()
@@ -265,11 +272,12 @@ def test_nothing_personal_leaves_or_stays_beyond_the_documented_columns(
         found = _leaks(value, needles)
         if found:
             in_tables.setdefault((table, column), []).extend(found)
-    # handles only in the platform ids and links; never text or the key anywhere
-    assert set(in_tables) <= IDENTIFYING_COLUMNS, sorted(set(in_tables) - IDENTIFYING_COLUMNS)
-    assert ("posts", "key") in in_tables  # the scan does find what is there
-    assert all(f.startswith("handle") for found in in_tables.values() for f in found)
-    assert ("posts", "author") not in in_tables
+    # no handle, DID, text or key anywhere: not even in post keys, tombstones or links
+    assert in_tables == {}
+    stored = [(table, column, value) for table, column, value in _tables(db_url)
+              if (table, column) in {("posts", "key"), ("deletions", "key")}]
+    assert stored and all(value.startswith("pk1:") for _, _, value in stored)
+    assert not [v for t, c, v in _tables(db_url) if (t, c) == ("posts", "url")]
 
 
 @pytest.mark.timeout(180)

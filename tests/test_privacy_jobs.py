@@ -20,6 +20,7 @@ from tests.fakes.bluesky import BlueskyFake, start_bluesky_fake
 from tests.fakes.data import World
 from tests.fakes.jetstream import JetstreamFake, commit_delete
 from tests.fakes.mastodon import MastodonFake
+from tests.post_keys import stored_key
 from tests.test_service import (
     FAST_HTTP,
     Running,
@@ -53,8 +54,17 @@ def sources(mastodon: MastodonFake, bluesky: BlueskyFake) -> list[dict[str, Any]
     ]
 
 
-async def keys(engine: Engine) -> set[str]:
-    return {r.key for r in await rows(engine, select(posts.c.key))}
+async def keys(engine: Engine, world: World) -> set[str]:
+    """The stored keys, each as the platform key it pseudonymises (issue 12)."""
+    _KNOWN.update((sk(p.platform, p.uri), p.uri) for p in world.posts())
+    return {_KNOWN.get(r.key, r.key) for r in await rows(engine, select(posts.c.key))}
+
+
+_KNOWN: dict[str, str] = {}  # stored key → platform key (deleted posts' too)
+
+
+def sk(platform: str, key: str) -> str:
+    return stored_key(platform, key, "k" * 32)
 
 
 async def test_recheck_applies_posts_that_vanished(
@@ -67,7 +77,7 @@ async def test_recheck_applies_posts_that_vanished(
     wanted = {p.uri for p in world.mastodon_posts("a")} | {p.uri for p in world.bluesky_posts()}
 
     async def all_stored() -> bool:
-        return wanted <= await keys(engine)
+        return wanted <= await keys(engine, world)
 
     await run.until(all_stored)
     gone = [local[1], world.bluesky_posts()[3]]
@@ -75,15 +85,15 @@ async def test_recheck_applies_posts_that_vanished(
         world.delete(post)
 
     async def applied() -> bool:
-        return not ({p.uri for p in gone} & await keys(engine))
+        return not ({p.uri for p in gone} & await keys(engine, world))
 
     await run.until(applied)
     await run.finish()
-    assert await keys(engine) == wanted - {p.uri for p in gone}
+    assert await keys(engine, world) == wanted - {p.uri for p in gone}
     tombs = await rows(engine, select(deletions.c.platform, deletions.c.key,
                                       deletions.c.applied_at))
-    assert {(t.platform, t.key) for t in tombs} == {("mastodon", local[1].uri),
-                                                    ("bluesky", gone[1].uri)}
+    assert {(t.platform, t.key) for t in tombs} == {("mastodon", sk("mastodon", local[1].uri)),
+                                                    ("bluesky", sk("bluesky", gone[1].uri))}
     assert all(t.applied_at is not None for t in tombs)
     health = {(h.source, h.stream): h for h in await rows(engine, select(stream_health))}
     # the re-check is its own stream in `monitor status`
@@ -99,7 +109,7 @@ async def test_retention_job_deletes_old_rows_and_keeps_the_trends(
                                   engine))
 
     async def all_stored() -> bool:
-        return await keys(engine) == expected
+        return await keys(engine, world) == expected
 
     await first.until(all_stored)
     await first.finish()
@@ -118,7 +128,7 @@ async def test_retention_job_deletes_old_rows_and_keeps_the_trends(
     async def trimmed() -> bool:
         with_text = await scalar(engine, select(func.count()).select_from(posts)
                                  .where(posts.c.text.is_not(None)))
-        return bool(await keys(engine) == young and with_text == 0)
+        return bool(await keys(engine, world) == young and with_text == 0)
 
     await second.until(trimmed)
     await second.finish()
@@ -146,11 +156,11 @@ async def test_deletion_before_its_post_wins_in_the_service(
     wanted = {p.uri for p in world.bluesky_posts()[2:]}
 
     async def stored() -> bool:
-        return await keys(engine) == wanted
+        return await keys(engine, world) == wanted
 
     await run.until(stored)
     await asyncio.sleep(0.3)
     await run.finish()
-    assert await keys(engine) == wanted
+    assert await keys(engine, world) == wanted
     # a firehose's deletions of posts never held are remembered, not stored
     assert await scalar(engine, select(func.count()).select_from(deletions)) == 0

@@ -18,6 +18,7 @@ from monitor.store.schema import cursors, deletions, posts, stream_health
 from tests.fakes.data import World
 from tests.fakes.jetstream import JetstreamFake, commit_delete, noise_events
 from tests.fakes.mastodon import MastodonFake, start_mastodon_fake
+from tests.post_keys import stored_key
 
 FAST_HTTP = {"contact": "tests@example.org", "timeout": "3s", "max_retries": 1,
              "backoff_base": "0.05s", "backoff_max": "0.3s", "per_host_min_interval": "0.01s"}
@@ -119,8 +120,9 @@ async def test_polled_and_streaming_sources_fill_the_database(
     await asyncio.to_thread(jetstream.publish, [commit_delete(bluesky[0].did, bluesky[0].rkey),
                                                 commit_delete("did:plc:stranger", "3lzzz")])
     # instance "a" only: posts federated to "b" alone are not ours in this test
-    expected = {("mastodon", p.uri) for p in world.mastodon_posts("a")} | {
-        ("bluesky", p.uri) for p in bluesky}
+    # stored keys are keyed pseudonyms under authors: hash (issue 12)
+    expected = {("mastodon", stored_key("mastodon", p.uri)) for p in world.mastodon_posts("a")} | {
+        ("bluesky", stored_key("bluesky", p.uri)) for p in bluesky}
 
     async def complete() -> bool:
         n = await scalar(engine, select(func.count()).select_from(posts))
@@ -132,9 +134,10 @@ async def test_polled_and_streaming_sources_fill_the_database(
     assert took < 5
 
     got = {(r.platform, r.key) for r in await rows(engine, select(posts.c.platform, posts.c.key))}
-    assert got == expected - {("bluesky", bluesky[0].uri)}
+    gone = ("bluesky", stored_key("bluesky", bluesky[0].uri))
+    assert got == expected - {gone}
     assert [tuple(r) for r in await rows(engine, select(deletions.c.platform, deletions.c.key))] \
-        == [("bluesky", bluesky[0].uri)]
+        == [gone]
     # the hook saw every new post exactly once (the deleted one too, unless its
     # delete came in the same batch: then it was never stored)
     assert sum(b.result.inserted for b in stored) in (len(expected), len(expected) - 1)
@@ -292,4 +295,4 @@ async def test_a_store_failure_loses_nothing_once_the_database_is_back(
     await run.until(await stored(20))
     await run.finish()
     got = {r.key for r in await rows(engine, select(posts.c.key))}
-    assert got == {p.uri for p in world.bluesky_posts()}
+    assert got == {stored_key("bluesky", p.uri) for p in world.bluesky_posts()}

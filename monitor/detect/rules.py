@@ -78,7 +78,7 @@ def spike_params(rule: SpikeRule) -> SpikeParams:
         surprise=rule.surprise,
         novelty=rule.novelty,
         smooth=rule.smooth,
-        long=rule.long,
+        windows=tuple(rule.windows),
         bucket=BUCKET,
         counts=True,
         baseline_days=rule.baseline_days,
@@ -106,20 +106,44 @@ def spike_history(rule: SpikeRule) -> timedelta:
     """How much of a tag's past a fresh detector is fed: its longest look-back. The
     live rule and ``monitor backtest`` both use this, so both judge alike."""
     return (timedelta(days=max(rule.baseline_days, rule.history_days))
-            + max(rule.smooth, rule.long) * BUCKET)
+            + max([rule.smooth * BUCKET, *rule.windows]))
 
 
 def spike_finding(tag: str, verdict: SpikeAssessment, rule: SpikeRule) -> Finding:
-    """The finding for a judged bucket of *tag* (the detector is past its warm-up)."""
+    """The finding for a judged bucket of *tag* (the detector is past its warm-up).
+
+    The numbers are those of the decisive window (the one whose weakest
+    criterion was strongest): posts per bucket over it, the usual over it, the
+    z and its tail probability under the count model, and how rare that z is
+    among the tag's own recent ones.
+    """
     expected = verdict.expected or 0.0
     threshold = max(expected * rule.factor, rule.min_posts)
     ratio = verdict.ratio or 0.0
-    summary = (f"#{tag}: {verdict.level:.1f} posts per 5 min, {ratio:.1f}x the usual "
-               f"{expected:.1f} for this hour")
+    span = format_duration(verdict.window * BUCKET)
+    summary = (f"#{tag}: {verdict.level:.1f} posts per 5 min over {span}, {ratio:.1f}x the "
+               f"usual {expected:.1f} for this hour")
+    end = verdict.at + BUCKET  # the judged bucket is complete
+    memory = (timedelta(days=rule.baseline_days) if verdict.seasonal
+              else timedelta(hours=SpikeParams().flat_hours))
+    how = ("the usual for this time of day and weekday" if verdict.seasonal
+           else "the recent level (the tag shows no daily rhythm yet)")
+    explanation = Explanation(
+        observed=verdict.level,
+        observed_what=f"posts per 5 min over the last {span}",
+        expected=verdict.expected,
+        expected_what=(f"{how}, per 5 min over the same {span}; z {verdict.z or 0.0:.1f} "
+                       f"(count model and the tag's own noise), rarer than "
+                       f"{verdict.tail or 0.0:.2g} of its recent deviations"),
+        baseline_from=end - memory, baseline_until=end - verdict.window * BUCKET,
+        z=verdict.z, p_value=verdict.p_value, params=rule_params(rule))
     return Finding(
         {"tag": tag}, verdict.is_spike, verdict.level, summary, threshold, verdict.expected,
         {"ratio": round(ratio, 3), "z": round(verdict.z or 0.0, 2),
-         "score": round(verdict.score, 3), "bucket": verdict.at.isoformat()},
+         "score": round(verdict.score, 3), "bucket": verdict.at.isoformat(),
+         "window": span, "p_value": float(f"{verdict.p_value or 0.0:.3g}"),
+         "surprise": round(verdict.surprise or 0.0, 2)},
+        explanation.as_dict(),
     )
 
 

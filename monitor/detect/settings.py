@@ -69,30 +69,35 @@ class RuleSettings(BaseModel):
 class SpikeRule(RuleSettings):
     """Volume far above the usual for this tag (for this hour, when the tag has a rhythm).
 
-    Fires when the last ``smooth`` buckets average at least ``factor`` times
-    the usual, at least ``min_posts`` posts per bucket and ``min_z``
-    deviations above it, and when that deviation is rare for this tag: its tail
+    Judged over several windows at once: the last ``smooth`` buckets and each
+    of ``windows`` (default 1 h, 2 h, 6 h). Fires when in one of them the posts
+    are at least ``factor`` times the usual, at least ``min_posts`` per bucket
+    and ``min_z`` deviations above it (the count model's tail: the exact
+    Poisson tail of the window's total, or the tag's own noise when that is
+    wider), and when that deviation is rare for this tag: its tail
     probability among the tag's own recent deviations is at most
     ``10 ** -surprise``. A tag with less than ``min_history`` of data is
     reported as "insufficient history" and never fires. The defaults were
     chosen on NAB's 53 public series by the procedure in the README
-    ("Detector quality"); ``min_posts`` on the low-volume benchmark.
+    ("Detector quality"), among the settings that meet the low-volume targets
+    (benchmarks/lowcount.py); ``min_posts`` on the low-volume benchmark.
     """
 
     kind: Literal["spike"] = "spike"
     factor: float = Field(default=2.5, gt=1.0)
     min_posts: float = Field(default=1.0, ge=0.0)
-    min_z: float = Field(default=5.0, gt=0.0)
-    surprise: float = Field(default=4.0, gt=0.0, le=30.0)
-    smooth: int = Field(default=6, ge=1, le=288)
-    long: int = Field(default=24, ge=0, le=2016)
-    novelty: float | None = Field(default=0.0, ge=0.0)
+    min_z: float = Field(default=3.0, gt=0.0)
+    surprise: float = Field(default=3.0, gt=0.0, le=30.0)
+    smooth: int = Field(default=3, ge=1, le=288)
+    windows: list[Duration] = Field(
+        default_factory=lambda: [timedelta(hours=1), timedelta(hours=2), timedelta(hours=6)])
+    novelty: float | None = Field(default=None, ge=0.0)
     baseline_days: float = Field(default=14.0, ge=1.0, le=60.0)
     history_days: float = Field(default=7.0, ge=1.0, le=60.0)
-    min_history: Duration = timedelta(hours=12)
-    resolve_after: Duration = timedelta(hours=1)
-    # a story that flares again within a day of its page is the same incident (one page)
-    rearm_after: Duration = timedelta(hours=24)
+    min_history: Duration = timedelta(hours=48)
+    resolve_after: Duration = timedelta(hours=3)
+    # a story that flares again within hours of its page is the same incident (one page)
+    rearm_after: Duration = timedelta(hours=6)
 
 
 class SentimentShiftRule(RuleSettings):

@@ -1,4 +1,5 @@
-"""CLI commands about people: ``monitor forget`` and ``monitor rotate-secret``.
+"""CLI commands about people: ``monitor forget``, ``monitor rotate-secret`` and
+``monitor access`` (a subject access report).
 
 Thin skins over :mod:`monitor.enrich.erasure`. What they print names counts,
 never a handle; the log line they write does not name the handle either.
@@ -21,6 +22,9 @@ _PLAIN: dict[str, Any] = {"highlight": False, "soft_wrap": True}
 
 def _describe(result: Forgotten, what: str, keep_posts: bool, deletions: str) -> str:
     if result.matched == 0:
+        if result.blocked:
+            return (f"nothing stored matches {what}; nothing removed; later posts of this "
+                    "author will not be stored")
         return f"nothing stored matches {what}; nothing removed"
     if keep_posts:
         return (f"{result.unlinked} of {result.matched} posts of {what} unlinked from their "
@@ -28,8 +32,10 @@ def _describe(result: Forgotten, what: str, keep_posts: bool, deletions: str) ->
     counts = ("subtracted from the 5-minute counts (privacy.deletions: recount)"
               if result.recounted else
               "still counted in the 5-minute counts (privacy.deletions: keep)")
+    blocked = ("; later posts of this author will not be stored (only the keyed pseudonym "
+               "is kept for that)" if result.blocked else "")
     return (f"removed {result.removed} posts of {what} with their tags, text and author; "
-            f"recorded as deleted so they are not stored again; {counts}")
+            f"recorded as deleted so they are not stored again; {counts}{blocked}")
 
 
 @user_errors
@@ -112,9 +118,59 @@ def rotate_secret_command(
                       "starts again", **_PLAIN)
 
 
+@user_errors
+def access_command(
+    author: Annotated[str, typer.Option(
+        "--author", help="the handle as the platform gives it (Mastodon user@instance, "
+                         "Bluesky DID)")],
+    platform: Annotated[str, typer.Option("--platform", "-p", help="the author's platform")],
+    output_format: Annotated[str, typer.Option(
+        "--format", help="text or json")] = "text",
+    config: ConfigOption = None,
+) -> None:
+    """What the database holds about one person (a subject access request)."""
+    import json
+
+    from monitor.arguments import platform_arg
+    from monitor.enrich.erasure import access_report
+    from monitor.status import configure_logging
+
+    if output_format not in ("text", "json"):
+        fail(f"--format: expected text or json, got {output_format!r}", 2)
+    platform = platform_arg(platform)
+    cfg = get_config(config)
+    configure_logging(cfg.logging.level)
+    engine = open_store(cfg)
+    try:
+        access = access_report(engine, cfg, platform, author)
+    finally:
+        engine.dispose()
+    data = access.as_dict()
+    if output_format == "json":
+        console.print(json.dumps(data, indent=2), **_PLAIN)
+        return
+    r = access.report
+    lines = [f"platform: {access.platform}",
+             f"stored as: {_STORED_AS.get(access.authors_mode, access.authors_mode)}",
+             f"pseudonym: {access.pseudonym or '(none: the database has no author key)'}",
+             f"posts stored: {r.posts}"]
+    if r.posts:
+        lines += [f"time range: {data['first_post_at']} to {data['last_post_at']}",
+                  f"posts with their text stored: {r.with_text}",
+                  f"posts with their link stored: {r.with_link}",
+                  "tags: " + ", ".join(f"#{tag} ({n})" for tag, n in r.tags)]
+    lines.append("later posts blocked (forgotten): " + ("yes" if r.blocked else "no"))
+    console.print("\n".join(lines), **_PLAIN)
+
+
+_STORED_AS = {"hash": "keyed pseudonym (authors: hash)", "keep": "handle (authors: keep)",
+              "drop": "not stored (authors: drop)"}
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``forget`` and ``rotate-secret`` to the ``monitor`` app (idempotent)."""
+    """Add ``forget``, ``rotate-secret`` and ``access`` to the ``monitor`` app (idempotent)."""
     known = {c.name for c in app.registered_commands}
-    for name, fn in (("forget", forget_command), ("rotate-secret", rotate_secret_command)):
+    for name, fn in (("forget", forget_command), ("rotate-secret", rotate_secret_command),
+                     ("access", access_command)):
         if name not in known:
             app.command(name)(fn)

@@ -114,6 +114,9 @@ class Dispatcher:
         # a notifier that just failed is left alone until its backoff ends, so a
         # dead server sees one attempt per backoff step, not one per poll
         self._paused_until: dict[str, datetime] = {}
+        # (outbox id, notifier) given up by this process and already logged: closing
+        # the row does not log it a second time (one WARNING per give-up)
+        self._said_given_up: set[tuple[int, str]] = set()
         names = [n.name for n in self.notifiers]
         if len(set(names)) != len(names):
             raise NotifyError(f"notify: two notifiers share a name: {sorted(names)!r}")
@@ -139,7 +142,18 @@ class Dispatcher:
                 if not ok:
                     break  # the notifier is down: the rest wait for their backoff too
                 sent += 1
-        await asyncio.to_thread(store.close_finished, self.engine, now, self._accepting)
+        given_up, resumed = await asyncio.to_thread(store.close_finished, self.engine, now,
+                                                    self._accepting)
+        for d in resumed:  # neither delivered nor given up: never closed silently
+            log.warning("notify: %s had neither delivered nor given up outbox row %d "
+                        "(%d attempt%s); sending it again", d.notifier, d.outbox_id,
+                        d.attempts, "" if d.attempts == 1 else "s")
+        for d in given_up:  # one line per give-up, also when the giver-up died before its line
+            if (d.outbox_id, d.notifier) in self._said_given_up:
+                self._said_given_up.discard((d.outbox_id, d.notifier))
+                continue
+            log.warning("notify: outbox row %d closed without %s delivering it: %s",
+                        d.outbox_id, d.notifier, d.last_error or "given up")
         return sent
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
@@ -215,6 +229,8 @@ class Dispatcher:
         retry_at = None
         if give_up:
             text = f"gave up after {attempt} attempts: {error}"
+            self._said_given_up.update((e.outbox_id, notification.notifier)
+                                       for e in notification.members)
         else:
             retry_at = now + timedelta(seconds=self._backoff.delay_after(attempt))
             self._paused_until[notification.notifier] = retry_at

@@ -60,6 +60,8 @@ def open_text(path: Path) -> IO[str]:
 
 def bad_bytes(text: str) -> str | None:
     """Why *text* (decoded with ``surrogateescape``) is not UTF-8, or None when it is."""
+    if text.isascii():  # no surrogate; and ~10x cheaper than the search on every line
+        return None
     found = _SURROGATE.search(text)
     if found is None:
         return None

@@ -28,6 +28,7 @@ read/parse split belong together: each piece is small and only used here.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -151,8 +152,18 @@ def parse_mapping(items: list[str]) -> dict[str, str]:
     return mapping
 
 
+@functools.cache
+def _plain(path: str) -> bool:
+    """True when *path* names one field: no alternatives, nesting or list."""
+    return not any(c in path for c in "|.") and not path.endswith("[]") and path == path.strip()
+
+
 def _lookup(record: Mapping[str, Any], path: str) -> Any:
     """Resolve 'a.b', 'a[].b' and alternatives 'x|y' against a nested record."""
+    if type(record) is dict and _plain(path):
+        # a plain field of a parsed JSON object, the usual case: ~5x cheaper than below
+        value = record.get(path)
+        return None if value is None or value == "" else value
     for alternative in path.split("|"):
         value = _lookup_one(record, alternative.strip())
         if value not in (None, ""):

@@ -16,7 +16,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
@@ -142,6 +142,11 @@ def migrate(engine: Engine, revision: str = "heads") -> None:
     cfg = _alembic_config()
     try:
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # several `monitor run` starting at once on one database (issue 14): one
+                # migrates, the others wait here, then find nothing left to do
+                connection.execute(text("SELECT pg_advisory_xact_lock(hashtext("
+                                        "'hashtag-monitor:migrate:' || current_schema()))"))
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, revision)
     except OperationalError as exc:

@@ -33,6 +33,7 @@ from sqlalchemy import Engine, bindparam, select, update
 
 from monitor.models import ScoredPost
 from monitor.store.erase import remove_posts
+from monitor.store.partitions import ensure_partitions
 from monitor.store.plan import plan_batch
 from monitor.store.schema import posts
 from monitor.store.write import _execute
@@ -62,6 +63,9 @@ def apply_edits(engine: Engine, edited: Sequence[ScoredPost], *,
     p = posts.c
     keys = sorted(latest)
     found: dict[tuple[str, str], tuple[int, datetime]] = {}
+    # PostgreSQL: the months' partitions, before the transaction takes locks
+    ensure_partitions(engine, [post.created_at for post in latest.values()],
+                      now or datetime.now(UTC))
     with engine.begin() as conn:
         for platform in sorted({pl for pl, _ in keys}):
             wanted = [k for pl, k in keys if pl == platform]

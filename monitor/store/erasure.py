@@ -35,6 +35,8 @@ class Forgotten:
     removed: int  # post rows deleted (with tags, text and author)
     unlinked: int  # posts kept with their author set to NULL
     recounted: bool  # the rollups were decremented for the removed posts
+    blocked: bool = False  # the author's later posts are not stored (forgotten_authors)
+    newly_blocked: bool = False  # ... and were not blocked before
 
 
 def _forget(engine: Engine, where: object, *, keep_posts: bool, recount: bool,
@@ -69,10 +71,11 @@ def forget_author_rows(engine: Engine, platform: str, values: Sequence[str], *,
 
 
 def forget_post_rows(engine: Engine, ref: str, platform: str | None, *, keep_posts: bool,
-                     recount: bool, now: datetime) -> Forgotten:
-    """The post whose key or URL is *ref* (on *platform* when given)."""
+                     recount: bool, now: datetime, keys: Sequence[str] = ()) -> Forgotten:
+    """The post whose URL is *ref* or whose key is *ref* or one of *keys* (what
+    *ref* is stored as: its pseudonyms), on *platform* when given."""
     p = posts.c
-    where = or_(p.key == ref, p.url == ref)
+    where = or_(p.key.in_(sorted({ref, *keys})), p.url == ref)
     if platform is not None:
         where = where & (p.platform == platform)
     return _forget(engine, where, keep_posts=keep_posts, recount=recount, now=now)

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import and_, func, select
 
+from monitor.store.partitions import same_months
 from monitor.store.queries import _bucket_epoch, _utc
 from monitor.store.reading import Reader, reading
 from monitor.store.schema import BUCKET_SECONDS, post_tags, tag_buckets
@@ -108,7 +109,8 @@ def cotag_buckets(
     total_stmt = select(bucket, func.count()).where(in_range).group_by(bucket)
     pair_stmt = (
         select(o.c.tag, bucket, func.count())
-        .select_from(a.join(o, and_(o.c.post_id == a.c.post_id, o.c.tag != a.c.tag)))
+        .select_from(a.join(o, and_(o.c.post_id == a.c.post_id, o.c.tag != a.c.tag,
+                                    *same_months(db, o, a, since, until))))
         .where(in_range).group_by(o.c.tag, bucket)
     )
     if only is not None:

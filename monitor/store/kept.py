@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 
 from monitor.store.reading import Reader, reading
-from monitor.store.schema import deletions, posts, retention_state, tag_buckets
+from monitor.store.schema import deletions, forgotten_authors, posts, retention_state, tag_buckets
 
 __all__ = ["JobRun", "OldestRow", "oldest_rows", "recheck_candidates", "retention_runs"]
 
@@ -28,7 +28,7 @@ _ID_SLACK = 10_000
 class OldestRow:
     """The oldest stored item of one kind (``oldest`` is None when there is none)."""
 
-    kind: str  # posts | text | authors | deletions | buckets
+    kind: str  # posts | text | authors | deletions | buckets | forgotten
     oldest: datetime | None
 
 
@@ -67,33 +67,46 @@ def oldest_rows(db: Reader) -> list[OldestRow]:
             oldest_author = conn.execute(has_author.order_by(p.created_at).limit(1)).scalar()
         oldest_deletion = conn.execute(select(func.min(deletions.c.seen_at))).scalar()
         oldest_bucket = conn.execute(select(func.min(tag_buckets.c.bucket_start))).scalar()
-    return [
+        forgotten = conn.execute(select(func.count(), func.min(forgotten_authors.c.at))).one()
+    rows = [
         OldestRow("posts", oldest_post),
         OldestRow("text", oldest_text),
         OldestRow("authors", oldest_author),
         OldestRow("deletions", oldest_deletion),
         OldestRow("buckets", oldest_bucket),
     ]
+    if forgotten[0]:  # shown once someone was forgotten (monitor forget --author)
+        rows.append(OldestRow("forgotten", forgotten[1]))
+    return rows
 
 
 def retention_runs(db: Reader) -> list[JobRun]:
     """The retention job's last run per kind it has run for."""
-    r = retention_state.c
+    r, f = retention_state.c, forgotten_authors.c
     with reading(db) as conn:
         rows = conn.execute(select(retention_state).order_by(r.kind)).all()
-    return [JobRun(kind=row.kind, last_run_at=row.last_run_at, last_ok_at=row.last_ok_at,
+        forgotten = conn.execute(select(func.count(), func.max(f.at),
+                                        func.coalesce(func.sum(f.dropped), 0))).one()
+    runs = [JobRun(kind=row.kind, last_run_at=row.last_run_at, last_ok_at=row.last_ok_at,
                    last_changed=int(row.last_changed or 0), last_error=row.last_error)
             for row in rows]
+    if forgotten[0]:
+        # the block list: when someone was last forgotten, and how many later posts of
+        # forgotten authors were dropped before being stored ("changed")
+        runs.append(JobRun(kind="forgotten", last_run_at=forgotten[1], last_ok_at=forgotten[1],
+                           last_changed=int(forgotten[2]), last_error=None))
+    return runs
 
 
 def recheck_candidates(db: Reader, platform: str, since: datetime, after_id: int,
-                       limit: int) -> list[tuple[int, str]]:
-    """(id, key) of *platform*'s posts created at or after *since* with an id
-    above *after_id*, in id order: the next slice a re-check asks about."""
+                       limit: int) -> list[tuple[int, str, str | None]]:
+    """(id, key, url) of *platform*'s posts created at or after *since* with an id
+    above *after_id*, in id order: the next slice a re-check asks about (the url
+    gives the platform key when the stored key is a pseudonym)."""
     p = posts.c
     with reading(db) as conn:
         rows = conn.execute(
-            select(p.id, p.key).where(p.platform == platform, p.created_at >= since,
-                                      p.id > after_id)
+            select(p.id, p.key, p.url).where(p.platform == platform, p.created_at >= since,
+                                             p.id > after_id)
             .order_by(p.id).limit(limit)).all()
-    return [(int(row.id), str(row.key)) for row in rows]
+    return [(int(row.id), str(row.key), row.url) for row in rows]

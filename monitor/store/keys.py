@@ -3,7 +3,7 @@
 The key material and the hashing live in :mod:`monitor.enrich.privacy`; this
 module only reads and writes the rows: one per key version, oldest first, with
 the fingerprint, the secret when the database keeps it, and the progress of a
-rotation. A rotation re-keys ``posts.author`` in batches, each batch and the
+rotation. A rotation re-keys ``posts.author`` (and ``posts.key``) in batches, each batch and the
 row's ``rotated_through`` (the last ``posts.id`` done) committed together, so a
 rotation killed at any point resumes where it stopped.
 """
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from monitor.store.reading import Reader, reading
@@ -89,24 +89,29 @@ def start_rotation(engine: Engine, current: KeyRow, current_secret: str, fingerp
 
 
 def rekey_batch(engine: Engine, version: int, after_id: int, limit: int,
-                rekey: Callable[[str, str], str]) -> tuple[int, int]:
+                rekey: Callable[[str, str], str],
+                rekey_key: Callable[[str, str], str] | None = None) -> tuple[int, int]:
     """Re-key the next *limit* authors with ``posts.id > after_id``; one transaction.
 
-    ``rekey(platform, stored)`` gives the new value. Returns (last id done,
-    rows changed); (after_id, 0) when nothing is left.
+    ``rekey(platform, stored)`` gives the new author value; ``rekey_key`` (when
+    post keys are pseudonyms too) the new ``posts.key``, for every post. Returns
+    (last id done, rows changed); (after_id, 0) when nothing is left.
     """
     p = posts.c
     with engine.begin() as conn:
-        rows = conn.execute(
-            select(p.id, p.platform, p.author)
-            .where(p.id > after_id, p.author.is_not(None))
-            .order_by(p.id).limit(limit)
-        ).all()
+        stmt = select(p.id, p.platform, p.author, p.key).where(p.id > after_id)
+        if rekey_key is None:
+            stmt = stmt.where(p.author.is_not(None))
+        rows = conn.execute(stmt.order_by(p.id).limit(limit)).all()
         if not rows:
             return after_id, 0
         conn.execute(
-            update(posts).where(p.id == bindparam("b_id")).values(author=bindparam("b_author")),
-            [{"b_id": r.id, "b_author": rekey(r.platform, r.author)} for r in rows],
+            update(posts).where(p.id == bindparam("b_id")).values(author=bindparam("b_author"),
+                                                                  key=bindparam("b_key")),
+            [{"b_id": r.id,
+              "b_author": None if r.author is None else rekey(r.platform, r.author),
+              "b_key": r.key if rekey_key is None else rekey_key(r.platform, r.key)}
+             for r in rows],
         )
         last = int(rows[-1].id)
         conn.execute(update(author_keys).where(author_keys.c.version == version)
@@ -114,10 +119,14 @@ def rekey_batch(engine: Engine, version: int, after_id: int, limit: int,
     return last, len(rows)
 
 
-def finish_rotation(engine: Engine, version: int) -> None:
-    """Make *version* the active key and retire the one before it."""
+def finish_rotation(engine: Engine, version: int,
+                    also: Callable[[Connection], object] | None = None) -> None:
+    """Make *version* the active key and retire the one before it; *also* runs in
+    the same transaction (what may not be done twice: the block list)."""
     k = author_keys.c
     with engine.begin() as conn:
+        if also is not None:
+            also(conn)
         conn.execute(update(author_keys).where(k.version < version, k.state == "active")
                      .values(state="retired"))
         conn.execute(update(author_keys).where(k.version == version)

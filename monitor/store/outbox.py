@@ -5,7 +5,10 @@ same transaction as the alert change, or by the dispatcher for the digest);
 ``deliveries`` tracks each (outbox row, notifier) pair. The dispatcher
 (``monitor.notify.outbox``) decides what to send; this module records it:
 
-- ``next_attempt_at``: due time; NULL once delivered or given up.
+- ``next_attempt_at``: due time; NULL once delivered or given up. A give-up
+  always says why in ``last_error`` (:func:`mark_failed`); a row with neither a
+  delivery, a due time nor that is not given up: :func:`close_finished` makes it
+  due again rather than closing its outbox row without a send.
 - ``delivered_at``: when the notification carrying the row went out. Rows sent
   together share this timestamp, which is how the hourly cap counts messages.
 - ``claim_key`` / ``claim_notice``: the notification carrying the row, written
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, select, update
+from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 
 from monitor.store.reading import Reader, reading
 from monitor.store.schema import deliveries, outbox
@@ -30,6 +33,7 @@ from monitor.store.write import insert_for
 __all__ = [
     "Delivery",
     "OutboxEntry",
+    "Unsent",
     "claim",
     "close_finished",
     "enqueue",
@@ -141,23 +145,55 @@ def route(engine: Engine, accepting: Callable[[OutboxEntry], Iterable[str]]) -> 
             )
 
 
+@dataclass(frozen=True, slots=True)
+class Unsent:
+    """A delivery :func:`close_finished` found neither delivered nor waiting."""
+
+    outbox_id: int
+    notifier: str
+    attempts: int
+    last_error: str | None
+
+
 def close_finished(engine: Engine, now: datetime,
-                   accepting: Callable[[OutboxEntry], Iterable[str]]) -> None:
-    """Close open outbox rows every notifier named by *accepting* delivered (or gave up on)."""
+                   accepting: Callable[[OutboxEntry], Iterable[str]]
+                   ) -> tuple[list[Unsent], list[Unsent]]:
+    """Close open outbox rows every notifier named by *accepting* delivered (or gave up on).
+
+    Returns (given up: deliveries of the rows just closed that never went out;
+    resumed: deliveries found with neither a delivery, a next attempt nor a
+    recorded give-up, which are made due again at *now* instead of counting as
+    given up). A give-up always records why in ``last_error`` (:func:`mark_failed`),
+    so a row without one was not given up on purpose: it must not close silently.
+    """
     with engine.begin() as conn:
         entries = _open_entries(conn)
         if not entries:
-            return
+            return [], []
+        rows = list(conn.execute(
+            select(deliveries).where(deliveries.c.outbox_id.in_([e.id for e in entries]))))
+        orphans = [d for d in rows if d.delivered_at is None and d.next_attempt_at is None
+                   and not d.last_error]
+        if orphans:
+            conn.execute(update(deliveries).where(or_(*(
+                and_(deliveries.c.outbox_id == d.outbox_id, deliveries.c.notifier == d.notifier)
+                for d in orphans))).values(next_attempt_at=now))
+        lost = {(d.outbox_id, d.notifier) for d in orphans}
         settled: dict[tuple[int, str], bool] = {
-            (d.outbox_id, d.notifier): d.delivered_at is not None or d.next_attempt_at is None
-            for d in conn.execute(
-                select(deliveries).where(deliveries.c.outbox_id.in_([e.id for e in entries]))
-            )
+            (d.outbox_id, d.notifier): (d.delivered_at is not None or d.next_attempt_at is None)
+            and (d.outbox_id, d.notifier) not in lost
+            for d in rows
         }
         done = [e.id for e in entries
                 if all(settled.get((e.id, name), False) for name in accepting(e))]
         if done:
             conn.execute(update(outbox).where(outbox.c.id.in_(done)).values(done_at=now))
+    closed = set(done)
+    given_up = [Unsent(int(d.outbox_id), str(d.notifier), int(d.attempts or 0), d.last_error)
+                for d in rows if d.outbox_id in closed and d.delivered_at is None]
+    resumed = [Unsent(int(d.outbox_id), str(d.notifier), int(d.attempts or 0), d.last_error)
+               for d in orphans]
+    return given_up, resumed
 
 
 # ----------------------------------------------------------------- deliveries

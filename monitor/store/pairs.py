@@ -27,7 +27,7 @@ is not counted for that post (relate then counts the post as "without").
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import combinations
 from typing import Any, TypedDict
@@ -42,6 +42,7 @@ __all__ = [
     "PairRow",
     "pair_increments",
     "pair_sums",
+    "pair_sums_of",
 ]
 
 MAX_PAIR_TAGS = 10
@@ -73,24 +74,34 @@ PAIR_UPDATE = (
 def pair_sums(inserted: Iterable[ScoredPost]) -> list[tuple[tuple[str, str, int], list[Any]]]:
     """((tag_a, tag_b, bucket epoch), [posts, scored, compound_sum]) sorted by key:
     :func:`pair_increments` without building a dict per row."""
-    # hot path of every batch write: one tuple key and one list per new pair, no more
-    acc: dict[tuple[str, str, int], list[Any]] = {}
-    get = acc.get
+    items = []
     for post in inserted:
-        tags = post.tags
-        if len(tags) < 2:
+        if len(post.tags) < 2:
             continue
         ts = post.created_at
         epoch = int((ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)).timestamp())
-        start = epoch - epoch % BUCKET_SECONDS
+        s = post.sentiment
+        items.append((post.tags, epoch - epoch % BUCKET_SECONDS,
+                      None if s is None else float(s.compound)))
+    return pair_sums_of(items)
+
+
+def pair_sums_of(items: Iterable[tuple[Sequence[str], int, float | None]]
+                 ) -> list[tuple[tuple[str, str, int], list[Any]]]:
+    """:func:`pair_sums` of (tags, bucket epoch, compound or None) per inserted post."""
+    # hot path of every batch write: one tuple key and one list per new pair, no more
+    acc: dict[tuple[str, str, int], list[Any]] = {}
+    get = acc.get
+    for tags, start, compound in items:
+        if len(tags) < 2:
+            continue
         if len(tags) == 2:
             a, b = tags
             keys: Iterable[tuple[str, str, int]] = ((a, b, start) if a < b else (b, a, start),)
         else:
             keys = [(a, b, start)
                     for a, b in combinations(sorted(set(tags[:MAX_PAIR_TAGS])), 2)]
-        s = post.sentiment
-        if s is None:
+        if compound is None:
             for key in keys:
                 row = get(key)
                 if row is None:
@@ -98,7 +109,6 @@ def pair_sums(inserted: Iterable[ScoredPost]) -> list[tuple[tuple[str, str, int]
                 else:
                     row[0] += 1
         else:
-            compound = float(s.compound)
             for key in keys:
                 row = get(key)
                 if row is None:

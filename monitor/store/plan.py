@@ -17,14 +17,14 @@ live in one place each: ``buckets`` and ``pairs``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 from monitor.models import Cursor, ScoredPost, StreamKey
 
-__all__ = ["POST_COLUMNS", "BatchPlan", "Executor", "Stored", "aware", "plan_batch"]
+__all__ = ["POST_COLUMNS", "BatchPlan", "Executor", "Prepared", "Stored", "aware", "plan_batch"]
 
 # the order both executors write a post's columns in
 POST_COLUMNS = (
@@ -61,15 +61,32 @@ class Stored(NamedTuple):
     tag_rows: int  # their post_tags rows
 
 
-class Executor(Protocol):
-    """Stores a plan's posts and tags, and the bucket and tag-pair increments of
-    the posts it really inserted, in the caller's open transaction.
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A plan's posts as its executor's ready rows, made before the transaction.
 
-    *driver* is the DBAPI connection under that transaction (sqlite3 or
-    psycopg): each executor binds rows with its driver's fast bulk path.
+    Plain Python and picklable: an import makes them in its worker processes, so
+    that its one writer only executes (:func:`monitor.store.write.write_prepared`).
     """
 
-    def __call__(self, driver: Any, plan: BatchPlan) -> Stored: ...
+    dialect: str  # the executor's: "sqlite" or "postgresql"
+    given: int  # posts given, repeats included (the rest are duplicates)
+    rows: Any  # what the executor's ``execute`` takes
+    months: tuple[datetime, ...]  # one created_at per calendar month of the posts
+    newest: datetime | None  # the newest post's time
+
+
+class Executor(NamedTuple):
+    """Stores a plan's posts and tags, and the bucket and tag-pair increments of
+    the posts it really inserted, in the caller's open transaction: ``prepare``
+    turns the plan into rows (in any process), ``execute`` stores them.
+
+    ``execute``'s first argument is the DBAPI connection under that transaction
+    (sqlite3 or psycopg): each executor binds rows with its driver's fast bulk path.
+    """
+
+    prepare: Callable[[BatchPlan], Any]
+    execute: Callable[[Any, Any], Stored]
 
 
 def aware(ts: datetime) -> datetime:

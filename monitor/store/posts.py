@@ -74,7 +74,24 @@ def recent_posts(
     if limit <= 0:
         return []
     t = post_tags.c
-    stmt = select(posts).join(post_tags, t.post_id == posts.c.id).where(t.tag == tag)
+    with reading(db) as conn:
+        # PostgreSQL: created_at too (a tag row's is its post's), so each tag row reads
+        # one month's partition of posts, not every month's (monitor.store.partitions)
+        on = t.post_id == posts.c.id
+        if conn.dialect.name == "postgresql":
+            on = on & (t.created_at == posts.c.created_at)
+            if since is not None:
+                on = on & (posts.c.created_at >= since)
+            if until is not None:
+                on = on & (posts.c.created_at < until)
+        return [_post(row) for row in conn.execute(
+            _recent_stmt(on, tag, limit, since, until, quotable))]
+
+
+def _recent_stmt(on: Any, tag: str, limit: int, since: datetime | None,
+                 until: datetime | None, quotable: bool) -> Any:
+    t = post_tags.c
+    stmt = select(posts).join(post_tags, on).where(t.tag == tag)
     if since is not None:
         stmt = stmt.where(t.created_at >= since)
     if until is not None:
@@ -82,9 +99,7 @@ def recent_posts(
     if quotable:
         stmt = stmt.where(posts.c.text.is_not(None), posts.c.sensitive.is_(False),
                           posts.c.is_repost.is_(False))
-    stmt = stmt.order_by(t.created_at.desc(), posts.c.id.desc()).limit(limit)
-    with reading(db) as conn:
-        return [_post(row) for row in conn.execute(stmt)]
+    return stmt.order_by(t.created_at.desc(), posts.c.id.desc()).limit(limit)
 
 
 def post_chunks(
@@ -97,12 +112,14 @@ def post_chunks(
     not a connection: each chunk's tags are read on a second connection while
     the cursor keeps the first one busy.
     """
-    p = posts.c
+    p, t = posts.c, post_tags.c
+    # PostgreSQL: the tag rows of these posts lie in the same months' partitions
+    months = ([t.created_at >= since, t.created_at < until]
+              if engine.dialect.name == "postgresql" else [])
     stmt = (select(posts).where(p.created_at >= since, p.created_at < until)
             .order_by(p.created_at, p.id))
     if tags:
-        stmt = stmt.where(exists().where(post_tags.c.post_id == p.id,
-                                         post_tags.c.tag.in_(list(tags))))
+        stmt = stmt.where(exists().where(t.post_id == p.id, t.tag.in_(list(tags)), *months))
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=chunk).execute(stmt)
         for part in result.partitions(chunk):
@@ -111,7 +128,7 @@ def post_chunks(
             with engine.connect() as side:
                 for pid, tag in side.execute(
                     select(post_tags.c.post_id, post_tags.c.tag)
-                    .where(post_tags.c.post_id.in_(ids))
+                    .where(post_tags.c.post_id.in_(ids), *months)
                     .order_by(post_tags.c.post_id, post_tags.c.tag)
                 ):
                     tag_map.setdefault(pid, []).append(tag)

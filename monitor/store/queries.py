@@ -34,6 +34,7 @@ from sqlalchemy import (
 )
 
 from monitor.errors import InputError
+from monitor.store.partitions import same_months
 from monitor.store.reading import Reader, reading
 from monitor.store.schema import BUCKET_SECONDS, post_tags, posts, tag_buckets
 
@@ -338,11 +339,13 @@ def cotags(
     o = post_tags.alias("o")
     in_range = and_(a.c.tag == tag, a.c.created_at >= since, a.c.created_at < until)
     n = func.count().label("posts")
-    joined = a.join(o, and_(o.c.post_id == a.c.post_id, o.c.tag != a.c.tag))
+    joined = a.join(o, and_(o.c.post_id == a.c.post_id, o.c.tag != a.c.tag,
+                            *same_months(db, o, a, since, until)))
     if tone:
         stmt = select(o.c.tag, n, func.count(posts.c.compound).label("scored"),
                       func.avg(posts.c.compound).label("mean_compound"))
-        joined = joined.join(posts, posts.c.id == a.c.post_id)
+        joined = joined.join(posts, and_(posts.c.id == a.c.post_id,
+                                         *same_months(db, posts, a, since, until)))
     else:
         stmt = select(o.c.tag, n)
     stmt = stmt.select_from(joined).where(in_range).group_by(o.c.tag).order_by(n.desc(), o.c.tag)

@@ -31,6 +31,7 @@ from sqlalchemy import (
     union_all,
 )
 
+from monitor.store.partitions import same_months
 from monitor.store.reading import Reader, reading
 from monitor.store.schema import post_tags, posts, tag_buckets, tag_pair_buckets
 
@@ -154,8 +155,10 @@ def split_from_posts(db: Reader, tag: str, other: str, since: datetime, until: d
             func.avg(posts.c.compound).label("mean"),
         )
         .select_from(
-            a.join(posts, posts.c.id == a.c.post_id).outerjoin(
-                o, and_(o.c.post_id == a.c.post_id, o.c.tag == other)
+            a.join(posts, and_(posts.c.id == a.c.post_id,
+                               *same_months(db, posts, a, since, until))).outerjoin(
+                o, and_(o.c.post_id == a.c.post_id, o.c.tag == other,
+                        *same_months(db, o, a, since, until))
             )
         )
         .where(a.c.tag == tag, a.c.created_at >= since, a.c.created_at < until)

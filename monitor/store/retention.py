@@ -6,14 +6,18 @@ bounded batches, each its own short transaction (a batch is at most
 ``BATCH_ROWS`` rows: no long lock, the service's writes interleave), oldest
 first:
 
-1. ``posts``: delete the post rows and their ``post_tags`` (not the rollups);
+1. ``posts``: delete the post rows and their ``post_tags`` (not the rollups); on
+   PostgreSQL a month whose every post is past the age is dropped as a whole
+   partition first (:func:`monitor.store.partitions.drop_expired_partitions`);
 2. ``text``: set ``posts.text`` to NULL, found through the partial index
    ``ix_posts_text_created_at`` (only rows still holding text);
 3. ``authors``: set ``posts.author`` to NULL. Nearly every row has an author,
    so there is no index of the rows still holding one; instead
    ``retention_state`` remembers how far the job got (``done_before``): each run
    reads only the posts created since then, plus the posts stored since the
-   last run (``id > seen_id``) in case an import brought old ones.
+   last run (``id > seen_id``) in case an import brought old ones;
+4. ``urls``: set ``posts.url`` to NULL the same way (under ``authors: hash`` a
+   link is kept only while the re-check may still ask about the post).
 
 ``tag_buckets`` and ``tag_pair_buckets`` are never touched, so trends, the
 relate view and alerts computed over any range are the same before and after.
@@ -31,12 +35,13 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Engine, func, select, tuple_, update
 
 from monitor.store.erase import remove_posts
+from monitor.store.partitions import drop_expired_partitions
 from monitor.store.schema import posts, retention_state
 
 __all__ = ["BATCH_ROWS", "KINDS", "RetentionAges", "retention_batches", "run_retention"]
 
-Kind = Literal["posts", "text", "authors"]
-KINDS: tuple[Kind, ...] = ("posts", "text", "authors")
+Kind = Literal["posts", "text", "authors", "urls"]
+KINDS: tuple[Kind, ...] = ("posts", "text", "authors", "urls")
 
 # rows per transaction: a few milliseconds of lock on either database
 BATCH_ROWS = 1000
@@ -52,6 +57,8 @@ class RetentionAges:
     text: timedelta | None = None
     authors: timedelta | None = None
     posts: timedelta | None = None
+    # posts.url under authors: hash, kept only for the re-check window (issue 12)
+    urls: timedelta | None = None
 
     def age(self, kind: Kind) -> timedelta | None:
         value: timedelta | None = getattr(self, kind)
@@ -93,12 +100,14 @@ def _clear_text(engine: Engine, cutoff: datetime, limit: int) -> int:
 
 
 class _Authors:
-    """The authors pass of one run: late arrivals first, then the age range."""
+    """The authors (or urls) pass of one run: late arrivals first, then the age range."""
 
-    def __init__(self, engine: Engine, cutoff: datetime, limit: int) -> None:
-        self.engine, self.cutoff, self.limit = engine, cutoff, limit
+    def __init__(self, engine: Engine, cutoff: datetime, limit: int,
+                 kind: Kind = "authors") -> None:
+        self.engine, self.cutoff, self.limit, self.kind = engine, cutoff, limit, kind
+        self.column = posts.c.author if kind == "authors" else posts.c.url
         with engine.connect() as conn:
-            state = _state(conn, "authors")
+            state = _state(conn, kind)
             self.top = int(conn.execute(select(func.coalesce(func.max(posts.c.id), 0)))
                            .scalar_one())
         self.done_before: datetime | None = state.done_before if state else None
@@ -115,7 +124,7 @@ class _Authors:
                 ids = list(conn.execute(
                     select(p.id).where(p.id > self.seen_id - _ID_SLACK,
                                        p.created_at < min(self.done_before, self.cutoff),
-                                       p.author.is_not(None))
+                                       self.column.is_not(None))
                     .order_by(p.id).limit(self.limit)).scalars())
                 if len(ids) < self.limit:
                     self.late_done = True
@@ -131,17 +140,16 @@ class _Authors:
             changed = self._clear(conn, [int(r.id) for r in rows])
             finished = len(rows) < self.limit
             if finished and (self.done_before is None or self.cutoff > self.done_before):
-                _upsert_state(conn, "authors", {"done_before": self.cutoff,
+                _upsert_state(conn, self.kind, {"done_before": self.cutoff,
                                                 "seen_id": self.top})
             return changed, finished
 
-    @staticmethod
-    def _clear(conn: Connection, ids: list[int]) -> int:
+    def _clear(self, conn: Connection, ids: list[int]) -> int:
         if not ids:
             return 0
         p = posts.c
-        return int(conn.execute(update(posts).where(p.id.in_(ids), p.author.is_not(None))
-                                .values(author=None)).rowcount)
+        return int(conn.execute(update(posts).where(p.id.in_(ids), self.column.is_not(None))
+                                .values({self.column.name: None})).rowcount)
 
 
 def retention_batches(engine: Engine, ages: RetentionAges, now: datetime, *,
@@ -159,14 +167,19 @@ def retention_batches(engine: Engine, ages: RetentionAges, now: datetime, *,
         cutoff = now - age
         total = 0
         try:
-            if kind == "authors":
-                authors = _Authors(engine, cutoff, limit)
+            if kind in ("authors", "urls"):
+                authors = _Authors(engine, cutoff, limit, kind)
                 finished = False
                 while not finished:
                     changed, finished = authors.step()
                     total += changed
                     yield kind, changed
             else:
+                if kind == "posts":
+                    # PostgreSQL: whole months past the age go as one partition each
+                    for changed in drop_expired_partitions(engine, cutoff):
+                        total += changed
+                        yield kind, changed
                 batch: Callable[[Engine, datetime, int], int] = (
                     _delete_posts if kind == "posts" else _clear_text)
                 while True:

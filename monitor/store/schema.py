@@ -37,10 +37,12 @@ __all__ = [
     "deletions",
     "deliveries",
     "followed_tags",
+    "forgotten_authors",
     "metadata",
     "outbox",
     "post_tags",
     "posts",
+    "privacy_state",
     "retention_state",
     "silences",
     "stream_health",
@@ -308,4 +310,62 @@ deliveries = Table(
     # delivery; claim_notice: that notification is an hourly-cap "suppressed" notice
     Column("claim_key", String(40)),
     Column("claim_notice", Boolean, nullable=False, default=False, server_default=false()),
+)
+
+# ---------------------------------------------------------------- cluster (issue 14)
+# PostgreSQL only (migration 0011_cluster): several `monitor run` processes on one
+# database. Kept out of `metadata` because SQLite databases never have them.
+cluster_metadata = MetaData(naming_convention=metadata.naming_convention)
+
+# one row per live process, renewed every lease/3 (monitor.cluster.members)
+cluster_members = Table(
+    "cluster_members",
+    cluster_metadata,
+    Column("member", String(200), primary_key=True),  # hostname:pid:start-ms
+    Column("hostname", String(128), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("renewed_at", UTCDateTime(), nullable=False),
+    Column("roles", Text, nullable=False, default=""),  # comma list: stream:jetstream,…
+    Column("hosts", Text, nullable=False, default=""),  # comma list: hosts polled lately
+    Column("worker_id", BigInteger),  # procrastinate_workers.id of its worker
+)
+
+# one row per polled platform host: who polls it, when it is due, its rate-limit state
+cluster_hosts = Table(
+    "cluster_hosts",
+    cluster_metadata,
+    Column("host", String(300), primary_key=True),
+    Column("holder", String(200)),  # cluster_members.member of the last poll
+    Column("polled_at", UTCDateTime()),
+    Column("next_due", UTCDateTime(), nullable=False),
+    Column("blocked_until", UTCDateTime()),  # a 429 or an exhausted window
+    Column("next_slot", UTCDateTime()),  # the next request may not start before
+    # a round in progress (set by its claim, cleared by its release): no other claim
+    # until then, even when the job engine hands a slow worker's job to another
+    Column("busy_until", UTCDateTime()),
+    Column("polls", BigInteger, nullable=False, default=0),
+)
+
+# Authors erased on request (monitor forget --author): only the keyed pseudonym of
+# the handle (monitor.enrich.privacy), so a later post of theirs is dropped before
+# it is stored; dropped counts those posts (monitor status "forgotten").
+forgotten_authors = Table(
+    "forgotten_authors",
+    metadata,
+    Column("platform", String(32), primary_key=True),
+    Column("author_hash", String(64), primary_key=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("dropped", BigInteger, nullable=False, default=0, server_default="0"),
+)
+
+# One-time privacy steps done on this database (monitor.enrich.post_keys_convert):
+# "post_keys" = "keys" (every post key and tombstone is a pseudonym) or "keys+urls"
+# (no link either), so a start skips the scan of posts once it is recorded.
+privacy_state = Table(
+    "privacy_state",
+    metadata,
+    Column("step", String(32), primary_key=True),
+    Column("value", String(64), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
 )

@@ -6,7 +6,9 @@ to parse, and the server sums the increments of exactly the rows it inserted.
 Parameters go in binary (%b): dumping and parsing text arrays of timestamps
 costs more than the inserts themselves. Rows go in sorted, posts by (platform,
 key) and buckets and pairs by their keys, so that concurrent writers take row
-locks in the same order and cannot deadlock.
+locks in the same order and cannot deadlock. ``posts`` is partitioned by month
+(:mod:`monitor.store.partitions`): a post goes in through the ``post_keys`` gate,
+which dedupes by (platform, key) and hands out its id.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from typing import Any
 
 from monitor.store.buckets import BUCKET_COLUMNS, BUCKET_UPDATE, NEGATIVE_AT, POSITIVE_AT
 from monitor.store.pairs import MAX_PAIR_TAGS, PAIR_COLUMNS, PAIR_UPDATE
-from monitor.store.plan import POST_COLUMNS, BatchPlan, Stored
+from monitor.store.plan import POST_COLUMNS, BatchPlan, Executor, Stored
 from monitor.store.schema import BUCKET_SECONDS
 
-__all__ = ["write_postgres"]
+__all__ = ["execute_postgres", "prepare_postgres", "write_postgres"]
 
 _SEP, _NULL = "\x1f", "\x1e"  # ASCII unit and record separators
 _BUCKET_OF = (
@@ -63,17 +65,26 @@ def _batch_sql(packed: bool) -> str:
     # text columns: one string split by the server (packed), or a binary text[]
     t = "string_to_array(%b::text, chr(31), chr(30))" if packed else "%b::text[]"
     return (
-        "WITH ins AS ("
-        f" INSERT INTO posts ({POST_COLUMNS}) SELECT {POST_COLUMNS} FROM unnest("
+        f"WITH s AS (SELECT * FROM unnest("
         f"  {t}, {t}, %b::timestamptz[], %b::timestamptz[], {t}, {t}, {t}, {t},"
         "  %b::bool[], %b::bool[], %b::float8[], %b::float8[], %b::float8[], %b::float8[],"
         "  %b::bool[])"
         f" WITH ORDINALITY AS s({POST_COLUMNS}, n)"
+        # posts is partitioned by month (monitor.store.partitions): the dedupe gate is
+        # post_keys (platform, key), which hands out the ids of the posts it lets in
+        "), keys AS ("
+        " INSERT INTO post_keys (platform, key, created_at)"
+        " SELECT platform, key, created_at FROM s"
         # a deleted post stays out, even when it shows up after its deletion
         " WHERE NOT EXISTS (SELECT 1 FROM deletions AS d"
         "  WHERE d.platform = s.platform AND d.key = s.key)"
         " ORDER BY n"
         " ON CONFLICT (platform, key) DO NOTHING"
+        " RETURNING id, platform, key"
+        "), ins AS ("
+        f" INSERT INTO posts (id, {POST_COLUMNS})"
+        f" SELECT k.id, {', '.join('s.' + c.strip() for c in POST_COLUMNS.split(','))}"
+        " FROM s JOIN keys AS k ON k.platform = s.platform AND k.key = s.key ORDER BY s.n"
         " RETURNING id, platform, key, created_at, compound"
         "), tagged AS ("
         " SELECT ins.id, t.tag, ins.created_at, ins.compound, t.n"
@@ -118,8 +129,8 @@ def _pack(values: Sequence[str | None]) -> str | None:
     return text
 
 
-def write_postgres(driver: Any, plan: BatchPlan) -> Stored:
-    """The :class:`~monitor.store.plan.Executor` for psycopg 3 (*driver*: its connection)."""
+def prepare_postgres(plan: BatchPlan) -> tuple[bool, list[Any]]:
+    """The batch statement's parameters for *plan* (and whether its text columns are packed)."""
     posts_ = plan.posts
     sentiments = [post.sentiment for post in posts_]
     tag_platforms: list[str] = []
@@ -142,10 +153,9 @@ def write_postgres(driver: Any, plan: BatchPlan) -> Stored:
         tags,
     ]
     packed = [_pack(column) for column in texts]
-    sql = _BATCH_PACKED
     text_params: list[Any] = packed
     if None in packed:
-        sql, text_params = _BATCH, texts
+        text_params = texts
     platforms, keys, authors, urls, langs, bodies, *tag_params = text_params
     params = [
         platforms,
@@ -166,7 +176,17 @@ def write_postgres(driver: Any, plan: BatchPlan) -> Stored:
         [post.text_truncated for post in posts_],
         *tag_params,
     ]
+    return None not in packed, params
+
+
+def execute_postgres(driver: Any, prepared: tuple[bool, list[Any]]) -> Stored:
+    """Run :func:`prepare_postgres`'s statement on psycopg 3 connection *driver*."""
+    packed, params = prepared
     with driver.cursor() as cur:
-        cur.execute(sql, params)
+        cur.execute(_BATCH_PACKED if packed else _BATCH, params)
         inserted, tag_rows = cur.fetchone()
     return Stored(int(inserted), int(tag_rows))
+
+
+# the Executor for psycopg 3: prepare anywhere (an import's workers), execute in the writer
+write_postgres = Executor(prepare_postgres, execute_postgres)

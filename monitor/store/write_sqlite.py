@@ -12,11 +12,11 @@ and pair increments are then read by SQLite itself from those rows.
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime
-from time import gmtime
+import time
+from datetime import UTC, datetime
+from typing import Any
 
 from monitor.errors import StoreError
-from monitor.models import ScoredPost
 from monitor.store.buckets import (
     BUCKET_COLUMNS,
     BUCKET_MINUTES,
@@ -24,10 +24,11 @@ from monitor.store.buckets import (
     NEGATIVE_AT,
     POSITIVE_AT,
 )
-from monitor.store.pairs import MAX_PAIR_TAGS, PAIR_COLUMNS, PAIR_UPDATE, pair_sums
-from monitor.store.plan import POST_COLUMNS, BatchPlan, Stored
+from monitor.store.pairs import MAX_PAIR_TAGS, PAIR_COLUMNS, PAIR_UPDATE, pair_sums_of
+from monitor.store.plan import POST_COLUMNS, BatchPlan, Executor, Stored
+from monitor.store.schema import BUCKET_SECONDS
 
-__all__ = ["write_sqlite"]
+__all__ = ["SqliteRows", "execute_sqlite", "prepare_sqlite", "write_sqlite"]
 
 _NO_SENTIMENT = (None, None, None, None)
 
@@ -91,63 +92,89 @@ def _stored_text(ts: datetime) -> str:
     )
 
 
-def _add_pairs(cur: sqlite3.Cursor, inserted: list[ScoredPost], above_id: int) -> None:
-    if all(len(post.tags) <= MAX_PAIR_TAGS for post in inserted):
+def _add_pairs(cur: sqlite3.Cursor, rows: list[tuple[Any, ...]], tags: list[tuple[str, ...]],
+               inserted: list[int], above_id: int) -> None:
+    """The pair increments of the rows at indexes *inserted*."""
+    if all(len(tags[i]) <= MAX_PAIR_TAGS for i in inserted):
         cur.execute(_PAIRS, (above_id,))
         return
+    # a tag-stuffed post: pair only its first MAX_PAIR_TAGS tags (bound from Python)
+    items = []
+    for i in inserted:
+        if len(tags[i]) > 1:
+            created = datetime.fromisoformat(rows[i][2]).replace(tzinfo=UTC)
+            epoch = int(created.timestamp())
+            items.append((tags[i], epoch - epoch % BUCKET_SECONDS, rows[i][_COMPOUND]))
     texts: dict[int, str] = {}
     values = []
-    for (a, b, start), (n, scored, compound_sum) in pair_sums(inserted):
+    for (a, b, start), (n, scored, compound_sum) in pair_sums_of(items):
         text = texts.get(start)
         if text is None:
             # the stored text of a whole-minute UTC time (f-string: slower)
             text = texts[start] = (
-                "%04d-%02d-%02d %02d:%02d:%02d.000000" % gmtime(start)[:6]  # noqa: UP031
+                "%04d-%02d-%02d %02d:%02d:%02d.000000" % time.gmtime(start)[:6]  # noqa: UP031
             )
         values.append((a, b, text, n, scored, compound_sum))
     if values:
         cur.executemany(_PAIR_VALUES, values)
 
 
-def write_sqlite(driver: sqlite3.Connection, plan: BatchPlan) -> Stored:
-    """The :class:`~monitor.store.plan.Executor` for sqlite3."""
+# prepared rows: (post rows in POST_COLUMNS order, each post's tags)
+SqliteRows = tuple[list[tuple[Any, ...]], list[tuple[str, ...]]]
+_COMPOUND = 10  # the index of compound in a post row
+
+
+def prepare_sqlite(plan: BatchPlan) -> SqliteRows:
+    """The plan's post rows, times as SQLite stores them, and each post's tags."""
+    now_text = _stored_text(plan.now)
+    rows = []
+    for post, created in zip(plan.posts, plan.created, strict=True):
+        s = post.sentiment
+        rows.append(
+            (post.platform, post.key, _stored_text(created), now_text, post.author, post.url,
+             post.lang, post.text, post.is_repost, post.sensitive)
+            + ((s.compound, s.pos, s.neu, s.neg) if s is not None else _NO_SENTIMENT)
+            + (post.text_truncated,)
+        )
+    return rows, [post.tags for post in plan.posts]
+
+
+def execute_sqlite(driver: sqlite3.Connection, prepared: SqliteRows) -> Stored:
+    """Store :func:`prepare_sqlite`'s rows in the open transaction of *driver*."""
+    rows, tags = prepared
     cur = driver.cursor()
     try:
         if not driver.in_transaction:
             # take the write lock now, so no other writer can add posts before the read-back
             cur.execute("BEGIN IMMEDIATE")
         top = cur.execute("SELECT coalesce(max(id), 0) FROM posts").fetchone()[0]
-        now_text = _stored_text(plan.now)
-        by_key: dict[tuple[str, str], tuple[ScoredPost, str]] = {}
-        rows = []
-        for post, created in zip(plan.posts, plan.created, strict=True):
-            text = _stored_text(created)
-            by_key[(post.platform, post.key)] = (post, text)
-            s = post.sentiment
-            rows.append(
-                (post.platform, post.key, text, now_text, post.author, post.url, post.lang,
-                 post.text, post.is_repost, post.sensitive)
-                + ((s.compound, s.pos, s.neu, s.neg) if s is not None else _NO_SENTIMENT)
-                + (post.text_truncated,)
-            )
         cur.executemany(_POSTS, rows)
         expected = cur.rowcount
-        inserted = cur.execute(
+        found = cur.execute(
             "SELECT id, platform, key FROM posts WHERE id > ? ORDER BY id", (top,)
         ).fetchall()
-        if len(inserted) != expected:
+        if len(found) != expected:
             raise StoreError(
-                f"posts: {expected} rows inserted but {len(inserted)} found above id {top}; "
+                f"posts: {expected} rows inserted but {len(found)} found above id {top}; "
                 "is another process writing without a transaction?"
             )
+        if len(found) == len(rows) and all(  # all new (an import's usual case): in row order
+                f[2] == r[1] and f[1] == r[0] for f, r in zip(found, rows, strict=True)):
+            inserted = list(range(len(rows)))
+        else:
+            index = {(row[0], row[1]): i for i, row in enumerate(rows)}
+            inserted = [index[(platform, key)] for _, platform, key in found]
         tag_rows: list[tuple[int, str, str, int]] = []
-        for pid, platform, key in inserted:
-            post, text = by_key[(platform, key)]
-            tag_rows.extend([(pid, tag, text, seq) for seq, tag in enumerate(post.tags)])
+        for (pid, _, _), i in zip(found, inserted, strict=True):
+            created = rows[i][2]
+            tag_rows.extend([(pid, tag, created, seq) for seq, tag in enumerate(tags[i])])
         if tag_rows:
             cur.executemany(_TAGS, tag_rows)
             cur.execute(_BUCKETS, (top,))
-            _add_pairs(cur, [by_key[(platform, key)][0] for _, platform, key in inserted], top)
+            _add_pairs(cur, rows, tags, inserted, top)
     finally:
         cur.close()
-    return Stored(len(inserted), len(tag_rows))
+    return Stored(len(found), len(tag_rows))
+
+
+write_sqlite = Executor(prepare_sqlite, execute_sqlite)

@@ -62,6 +62,7 @@ from monitor.config import Config
 from monitor.errors import InputError, MonitorError
 from monitor.metrics import build_registry
 from monitor.store.alerts import alerts_overlapping, recent_alerts
+from monitor.store.budget import budgeted
 from monitor.store.health import database_answers, read_status
 from monitor.store.posts import recent_posts
 from monitor.store.queries import cotags, series, top_tags
@@ -348,6 +349,8 @@ def create_app(engine: Engine, config: Config) -> Starlette:
     """The dashboard app over *engine*; serve it with uvicorn (the service does)."""
     token = config.web.token
     limits = _Limits(config.web.request_budget.total_seconds(), config.web.heavy_queries)
+    # PostgreSQL cancels a query once the request's budget is spent (not only the answer)
+    engine = budgeted(engine, limits.budget)
     api = _Api(engine, config)
     registry = build_registry(engine)
 

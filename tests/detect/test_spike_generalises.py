@@ -79,8 +79,7 @@ def _rule_pages(rate: float, kind: str | None, seed: int) -> tuple[list[int], li
 def test_small_tags_quiet_when_nothing_happens_and_paged_on_a_surge() -> None:
     quiet, _ = _rule_pages(0.2, None, 11)
     assert len(quiet) <= 8  # at most one false page per tag-week over ~8 judged weeks
-    # at 5 posts a bucket every 2-hour 3x surge pages (at 1 a bucket only about half do:
-    # see the README's low-volume table)
+    # at 5 posts a bucket every 2-hour 3x surge pages (the count windows: 1 h and 2 h)
     rows, events = _rule_pages(5.0, "surge", 12)
     found = [e for e in events if any(e <= r < e + 24 + 12 for r in rows)]
     assert len(found) >= 0.9 * len(events)

@@ -209,6 +209,9 @@ def test_rotation_killed_midway_resumes_exactly(engine: Engine, db_url: str) -> 
     result = rotate_secret(engine, config, batch_size=25)
     assert result.resumed and 0 < result.rekeyed < total
     assert _distinct(engine) == before
+    with engine.connect() as conn:  # post keys too, each exactly once (issue 12)
+        keys = list(conn.execute(select(posts.c.key)).scalars())
+    assert len(set(keys)) == total and all(k.startswith("pk2:") for k in keys)
     # every post re-keyed exactly once: a new post of user5 joins user5's pseudonym
     write_batch(engine, Enricher.from_config(config, engine=engine).enrich_many(
         [_post(5000, "user5")]))

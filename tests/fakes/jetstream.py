@@ -217,6 +217,9 @@ class JetstreamFake:
         self._drop_after: list[int] = []
         self._firehose: list[bytes] | None = None
         self.subscriptions: list[Subscription] = []
+        # index into subscriptions -> time.monotonic() its connection closed (either side)
+        self.closed_at: dict[int, float] = {}
+        self._closers: set[asyncio.Task[None]] = set()
         self.refusals: list[float] = []  # time.monotonic() of each handshake refused with 429
         self._refuse: list[float] = []  # Retry-After seconds of the next handshakes to refuse
         self.frames_sent = 0
@@ -395,6 +398,12 @@ class JetstreamFake:
         raw_cursor = params.get("cursor", [None])[0]
         cursor = int(raw_cursor) if raw_cursor is not None else None
         self.subscriptions.append(Subscription(wanted, cursor, time.monotonic()))
+        # noted when the connection closes, not when this handler next sends (a client
+        # killed with SIGKILL is gone at once, though its handler waits for an event)
+        closer = asyncio.get_running_loop().create_task(
+            self._note_close(conn, len(self.subscriptions) - 1))
+        self._closers.add(closer)
+        closer.add_done_callback(self._closers.discard)
         limit = self._drop_after.pop(0) if self._drop_after else None
         if self._firehose is not None:
             await self._send_firehose(conn, self._firehose)
@@ -432,6 +441,23 @@ class JetstreamFake:
         finally:
             self._queues.discard(queue)
             self._conns.discard(conn)
+
+    async def _note_close(self, conn: ServerConnection, index: int) -> None:
+        await conn.wait_closed()
+        self.closed_at[index] = time.monotonic()
+
+    def overlaps(self) -> list[tuple[int, int, float]]:
+        """Pairs of connections that were open at the same time, and for how long (s)."""
+        now = time.monotonic()
+        spans = [(sub.at, self.closed_at.get(i, now)) for i, sub in enumerate(self.subscriptions)]
+        out = []
+        for i, (a0, a1) in enumerate(spans):
+            for j in range(i + 1, len(spans)):
+                b0, b1 = spans[j]
+                both = min(a1, b1) - max(a0, b0)
+                if both > 0:
+                    out.append((i, j, both))
+        return out
 
     async def _send_firehose(self, conn: ServerConnection, frames: list[bytes]) -> None:
         try:

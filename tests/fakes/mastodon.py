@@ -141,7 +141,7 @@ class MastodonFake(FakeBase):
             "visibility": "public",
             "language": post.lang,
             "uri": post.uri,
-            "url": f"https://origin.example/@{post.author}/{post.n:08d}",
+            "url": f"https://{post.origin}/@{post.author}/{post.n:08d}",
             "replies_count": post.n % 3,
             "reblogs_count": post.n % 5,
             "favourites_count": post.n % 7,

@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from monitor.models import ScoredPost
 from monitor.store.buckets import NEGATIVE_AT, POSITIVE_AT, bucket_start
 from monitor.store.pairs import PairRow, pair_increments
+from monitor.store.partitions import post_keys
 from monitor.store.schema import post_tags, posts, tag_buckets, tag_pair_buckets
 
 
@@ -45,6 +46,17 @@ def write_posts(conn: Connection, batch: Sequence[ScoredPost], now: datetime) ->
         .on_conflict_do_nothing(index_elements=[posts.c.platform, posts.c.key])
         .returning(posts.c.id, posts.c.platform, posts.c.key)
     )
+    gate: dict[tuple[str, str], int] | None = None
+    if conn.dialect.name == "postgresql":
+        # posts is partitioned there (0010): the post_keys gate dedupes and hands out ids
+        k = post_keys.c
+        admitted = conn.execute(
+            postgresql.insert(post_keys).on_conflict_do_nothing(index_elements=[k.platform, k.key])
+            .returning(k.id, k.platform, k.key),
+            [{"platform": p.platform, "key": p.key, "created_at": p.created_at} for p in batch])
+        gate = {(r.platform, r.key): r.id for r in admitted}
+        batch = [p for p in batch if (p.platform, p.key) in gate]
+        stmt = posts.insert().returning(posts.c.id, posts.c.platform, posts.c.key)
     rows = [{
         "platform": p.platform, "key": p.key, "created_at": p.created_at, "collected_at": now,
         "author": p.author, "url": p.url, "lang": p.lang, "text": p.text,
@@ -54,6 +66,11 @@ def write_posts(conn: Connection, batch: Sequence[ScoredPost], now: datetime) ->
         "neu": p.sentiment.neu if p.sentiment else None,
         "neg": p.sentiment.neg if p.sentiment else None,
     } for p in batch]
+    if gate is not None:
+        for row in rows:
+            row["id"] = gate[(row["platform"], row["key"])]
+    if not rows:
+        return 0, 0
     inserted = sorted((r.id, by_key[(r.platform, r.key)]) for r in conn.execute(stmt, rows))
     tag_rows = [{"post_id": pid, "tag": tag, "created_at": p.created_at}
                 for pid, p in inserted for tag in p.tags]

@@ -101,7 +101,7 @@ def test_forever_changes_nothing_and_recheck_slices(engine: Engine) -> None:
     assert run_retention(engine, RetentionAges(), NOW) == {}
     assert stored(engine) == before and retention_runs(engine) == []
     first = recheck_candidates(engine, "bluesky", NOW - timedelta(days=2), 0, 3)
-    assert [k for _, k in first] == ["p0.5", "p5", "p20"] or len(first) == 3
+    assert [k for _, k, _ in first] == ["p0.5", "p5", "p20"] or len(first) == 3
     rest = recheck_candidates(engine, "bluesky", NOW - timedelta(days=2), first[-1][0], 100)
-    assert {k for _, k in first + rest} == {f"p{h}" for h in AGES if h < 48}
+    assert {k for _, k, _ in first + rest} == {f"p{h}" for h in AGES if h < 48}
     assert recheck_candidates(engine, "mastodon", NOW - timedelta(days=9), 0, 100) == []

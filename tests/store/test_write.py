@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import random
 import threading
 from dataclasses import replace
@@ -11,10 +12,20 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 
+from monitor.errors import StoreError
 from monitor.models import Cursor, ScoredPost, Sentiment, StreamKey
 from monitor.store.buckets import bucket_start
-from monitor.store.schema import post_tags, posts, stream_health, tag_buckets
-from monitor.store.write import WriteResult, load_cursor, record_failure, write_batch
+from monitor.store.pairs import pair_increments
+from monitor.store.schema import post_tags, posts, stream_health, tag_buckets, tag_pair_buckets
+from monitor.store.write import (
+    WriteResult,
+    import_connection,
+    load_cursor,
+    prepare_batch,
+    record_failure,
+    write_batch,
+    write_prepared,
+)
 from tests.store import core_writer
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -319,3 +330,39 @@ def test_first_copy_of_a_repeated_post_is_the_one_stored(engine: Engine) -> None
         assert conn.execute(select(posts.c.compound).where(posts.c.key == "dup")).scalar_one() \
             == 0.5
     assert buckets(engine) == {("metoo", T0): (2, 1, 0.5, 1, 0, 0)}
+
+
+def pair_rows(engine: Engine) -> dict[tuple[str, str, datetime], tuple[int, int, float]]:
+    with engine.connect() as conn:
+        return {(r.tag_a, r.tag_b, r.bucket_start.astimezone(UTC)):
+                (r.posts, r.scored, round(r.compound_sum, 6))
+                for r in conn.execute(select(tag_pair_buckets))}
+
+
+def test_rows_prepared_elsewhere_store_what_write_batch_stores(engine: Engine) -> None:
+    """An import's path: rows made (and pickled) in a worker, then only executed."""
+    earlier = many("k", 200, seed=3)
+    write_batch(engine, earlier)
+    stuffed = scored("stuffed", 7, tuple(f"t{i:02d}" for i in range(14)), 0.4)
+    batch = many("k", 600, seed=3) + many("k", 30, seed=3) + [stuffed]
+    prepared = pickle.loads(pickle.dumps(prepare_batch(batch, engine.dialect.name)))
+    with import_connection(engine) as conn:
+        result = write_prepared(conn, prepared, cursor=Cursor("file", "f", "600"))
+        again = write_prepared(conn, prepared, cursor=Cursor("file", "f", "600"))
+    assert (result.inserted, result.duplicates) == (401, 230)
+    assert (again.inserted, again.duplicates) == (0, 631)
+    assert result.tag_rows == sum(len(p.tags) for p in batch[200:600]) + 14
+    assert buckets(engine) == reference_buckets(batch)
+    seen = {(p.platform, p.key): p for p in reversed(batch)}  # the first copy wins
+    want = {(r["tag_a"], r["tag_b"], r["bucket_start"]):
+            (r["posts"], r["scored"], round(r["compound_sum"], 6))
+            for r in pair_increments(seen.values())}
+    assert pair_rows(engine) == want
+    assert load_cursor(engine, "file", "f") == Cursor("file", "f", "600")
+
+
+def test_rows_prepared_for_another_database_are_refused(engine: Engine) -> None:
+    other = "postgresql" if engine.dialect.name == "sqlite" else "sqlite"
+    prepared = prepare_batch([scored("a", 1, ("metoo",), 0.5)], other)
+    with pytest.raises(StoreError, match="prepared for"):
+        write_prepared(engine, prepared)
