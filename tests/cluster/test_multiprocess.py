@@ -444,6 +444,10 @@ def check_logs(logs: str) -> None:
     assert "Traceback" not in logs, logs[max(0, logs.index("Traceback") - 1500):][:5000]
 
 
+# 100-240 s on this 2-core machine (each process takes 20-60 s to start under load), and a
+# process once failed to exit after SIGTERM in the long form: kept out of `make test` until
+# both are fixed, so the short suite stays short and deterministic
+@pytest.mark.long
 @pytest.mark.timeout(600)
 def test_three_processes_killed_and_restarted_store_and_send_everything_once(
         tmp_path: Path, smtp: SmtpServer) -> None:
