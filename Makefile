@@ -47,6 +47,7 @@ bench: install
 	$(BIN)/python -m benchmarks.shifts
 	$(BIN)/python -m benchmarks.backtest
 	$(BIN)/python -m benchmarks.soak --minutes 10
+	$(BIN)/python -m benchmarks.cluster
 
 ## fake Mastodon, Bluesky and Jetstream servers on 127.0.0.1, for trying `make run` offline
 fakes: install
