@@ -205,8 +205,11 @@ class Tally:
         self.events += len(series.events)
 
 
-# meets_targets (the NAB search's filter) looks at seeds 0 and 1; the report scores others
-TUNING_SEEDS = 2
+# meets_targets (the NAB search's filter) looks at seeds 0-3 (two seeds let a setting
+# pass by luck: 2.5x factor passed on 0-1 and found 81% of held-out surges); the report
+# scores others
+TUNING_SEEDS = 4
+SURGE_MARGIN = 0.05  # the filter asks 95% surge recall of its seeds: 90% held out
 HELD_OUT_SEED = 100
 
 
@@ -215,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=2, help="series per rate and event kind")
     parser.add_argument("--first-seed", type=int, default=HELD_OUT_SEED,
                         help=f"first seed of the scored series (default {HELD_OUT_SEED}: held out; "
-                        "the defaults were chosen to pass on seeds 0 and 1: those are in-sample)")
+                        "the defaults were chosen to pass on seeds 0-3: those are in-sample)")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         print("error: --seeds: expected at least 1", file=sys.stderr)
@@ -226,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     judged_weeks = (DAYS - rule.min_history.total_seconds() / 86400) / 7
     result: dict[str, float] = {}
     started = time.perf_counter()
-    sample = ("in-sample: the defaults were chosen to pass on seeds 0 and 1"
+    sample = ("in-sample: the defaults were chosen to pass on seeds 0-3"
               if args.first_seed < TUNING_SEEDS else "held-out seeds")
     print(f"seeds {args.first_seed}..{args.first_seed + args.seeds - 1} ({sample})")
     print(f"{DAYS} days of 5-minute buckets per series, {args.seeds} series per rate and kind; "
@@ -282,12 +285,15 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-def meets_targets(params: SpikeParams, timing: Timing, seeds: Sequence[int] = (0, 1)) -> bool:
+def meets_targets(params: SpikeParams, timing: Timing,
+                  seeds: Sequence[int] = tuple(range(TUNING_SEEDS))) -> bool:
     """Whether a spike setting meets the low-volume targets on this benchmark's series.
 
     At most one false alarm per tag-week on event-free series at every rate, and at
-    least 90% of 2-hour 3x surges paged at a rate of 1 or more. The NAB search keeps
-    the shipped defaults to settings that pass (a product requirement, not a fit).
+    least 90% of 2-hour 3x surges paged at a rate of 1 or more, with a margin: 95%
+    on these seeds (64 surges), because a setting that passed 90% here found 28 of
+    32 surges (87.5%) on the held-out seeds. The NAB search keeps the shipped
+    defaults to settings that pass (a product requirement, not a fit).
     The likeliest failures are checked first, so most settings are rejected fast.
     """
     weeks = (DAYS - params.min_history.total_seconds() / 86400) / 7
@@ -301,7 +307,7 @@ def meets_targets(params: SpikeParams, timing: Timing, seeds: Sequence[int] = (0
         for seed in seeds:
             series = make(rate, "surge", seed)
             tally.add(series, pages(series, rule, timing))
-        return tally.found >= 0.9 * tally.events
+        return tally.found >= (0.9 + SURGE_MARGIN) * tally.events
 
     def quiet_ok(rate: float) -> bool:
         alarms = sum(len(pages(make(rate, None, seed), rule, timing)) for seed in seeds)

@@ -70,16 +70,22 @@ REFERENCES = ("ARTime", "numenta", "contextOSE")
 STREAM_GRID = {"smooth": (3,), "two_sided": (False, True)}
 GATE_GRID = {
     "min_z": (2.0, 3.0, 3.5, 4.0, 5.0),
-    "surprise": (1.0, 2.0, 3.0, 4.0),
+    "surprise": (0.0, 1.0, 2.0, 3.0, 4.0),  # 0: the tag's own z history not consulted
     # at most 2.5: a product requirement, not a fit (a 3x two-hour surge must be able
     # to page a small tag: benchmarks/lowcount.py)
     "factor": (1.5, 2.0, 2.5),
     "novelty": (None, 0.0, 0.2),
+    # windows that must agree: 2 keeps a bursty tag's lone 15-minute blip from paging
+    "agree": (1, 2),
+    # with agree 2: the other window needs this fraction of min_z (1: the full min_z)
+    "agree_z": (1.0, 0.75),
 }
 TIMING_GRID = {
     "rearm_hours": (0.0, 6.0, 24.0, 72.0),
     "resolve_hours": (1.0, 3.0),
-    "min_history_hours": (12.0, 48.0),
+    # 48 h first: NAB cannot tell them apart (both end inside its probation on almost
+    # every file), and a tie goes to the first; a new tag's first evening is no spike
+    "min_history_hours": (48.0, 12.0),
 }
 
 
@@ -91,6 +97,8 @@ class Setting:
     surprise: float
     factor: float
     novelty: float | None
+    agree: int
+    agree_z: float
     rearm_hours: float
     resolve_hours: float
     min_history_hours: float
@@ -98,6 +106,7 @@ class Setting:
     def params(self) -> SpikeParams:
         return replace(BASE, smooth=self.smooth, two_sided=self.two_sided, min_z=self.min_z,
                        surprise=self.surprise, factor=self.factor, novelty=self.novelty,
+                       agree=self.agree, agree_z=self.agree_z,
                        min_history=timedelta(hours=self.min_history_hours))
 
 
@@ -108,25 +117,26 @@ BASE = replace(spike_params(SpikeRule(name="nab")), bucket=None, counts=None)
 def rule_of(s: Setting) -> SpikeRule:
     """The spike rule a setting stands for (rises only)."""
     return SpikeRule(name="nab", smooth=s.smooth, min_z=s.min_z, surprise=s.surprise,
-                     factor=s.factor, novelty=s.novelty,
-                     rearm_after=timedelta(hours=s.rearm_hours),
+                     factor=s.factor, novelty=s.novelty, agree=s.agree,
+                     agree_z=s.agree_z, rearm_after=timedelta(hours=s.rearm_hours),
                      resolve_after=timedelta(hours=s.resolve_hours),
                      min_history=timedelta(hours=s.min_history_hours))
 
 
 def product_choice(settings: Sequence[Setting], totals: NDArray[np.float64],
-                   limit: int = 40) -> tuple[int, int]:
+                   limit: int = 120) -> tuple[int, int]:
     """(index, settings checked): the best total whose rule meets the low-volume targets.
 
-    Settings that differ only in what the low-volume check cannot see are checked once.
+    Settings that differ only in what the low-volume check cannot see (``novelty``:
+    counts ignore it) are checked once.
     """
     seen: dict[Setting, bool] = {}
     order = np.argsort(-totals, kind="stable")
-    for i in order[:limit * 20].tolist():
+    for i in order.tolist():
         if not np.isfinite(totals[i]):
             break
         rule = rule_of(settings[i])
-        key = settings[i]
+        key = replace(settings[i], novelty=None)
         if key not in seen:
             if len(seen) >= limit:
                 break
@@ -143,9 +153,11 @@ def product_choice(settings: Sequence[Setting], totals: NDArray[np.float64],
 def grid() -> list[Setting]:
     out = []
     for smooth, sided in itertools.product(*STREAM_GRID.values()):
-        for mz, su, fa, nov in itertools.product(*GATE_GRID.values()):
+        for mz, su, fa, nov, ag, az in itertools.product(*GATE_GRID.values()):
+            if ag == 1 and az != 1.0:
+                continue  # one window: nothing to agree with
             for ra, rs, mh in itertools.product(*TIMING_GRID.values()):
-                out.append(Setting(smooth, sided, mz, su, fa, nov, ra, rs, mh))
+                out.append(Setting(smooth, sided, mz, su, fa, nov, ag, az, ra, rs, mh))
     return out
 
 
@@ -153,7 +165,7 @@ def shipped() -> Setting:
     rule = SpikeRule(name="nab")
     hours = 3600.0
     return Setting(rule.smooth, False, rule.min_z, rule.surprise, rule.factor, rule.novelty,
-                   rule.rearm_after.total_seconds() / hours,
+                   rule.agree, rule.agree_z, rule.rearm_after.total_seconds() / hours,
                    rule.resolve_after.total_seconds() / hours,
                    rule.min_history.total_seconds() / hours)
 
@@ -236,20 +248,31 @@ def pages(ev: Evidence, cond: NDArray[np.bool_], rearm: float, resolve: float) -
 def file_raws(ev: Evidence, file: LabelledFile, settings: Iterable[Setting]) -> list[float]:
     n = len(file.values)
     out = []
-    cache: dict[tuple[float, float, float, float | None, float], NDArray[np.bool_]] = {}
+    Key = tuple[float, float, float, float | None, int, float, float]
+    cache: dict[Key, NDArray[np.bool_]] = {}
     for s in settings:
-        key = (s.min_z, s.surprise, s.factor, s.novelty, s.min_history_hours)
+        key = (s.min_z, s.surprise, s.factor, s.novelty, s.agree, s.agree_z,
+               s.min_history_hours)
         cond = cache.get(key)
         if cond is None:
-            # SpikeDetector's rule: some window meets every criterion at once
-            large = ev.dev >= s.min_z
-            if s.novelty is not None:
-                large |= ev.novel >= s.novelty
-            unusual = large & (ev.surprise >= s.surprise)
-            ok = (ev.dev > 0) & (ev.change > 0) & unusual
-            ok &= ev.change >= math.log(max(s.factor, 1.0001))
-            ok &= ev.big >= BASE.min_posts
-            cond = ev.judged & ok.any(axis=0)
+            # SpikeDetector's rule: one window meets every criterion at once, and
+            # `agree` windows (at most all) do so with min_z * agree_z
+            def meets(min_z: float, s: Setting = s) -> NDArray[np.bool_]:
+                large = ev.dev >= min_z
+                if s.novelty is not None:
+                    large |= ev.novel >= s.novelty
+                unusual = large & (ev.surprise >= s.surprise)
+                ok = (ev.dev > 0) & (ev.change > 0) & unusual
+                ok &= ev.change >= math.log(max(s.factor, 1.0001))
+                ok &= ev.big >= BASE.min_posts
+                return ok
+
+            full = meets(s.min_z)
+            cond = ev.judged & full.any(axis=0)
+            agree = min(s.agree, full.shape[0])
+            if agree > 1:
+                soft = full if s.agree_z >= 1.0 else meets(s.min_z * s.agree_z)
+                cond &= soft.sum(axis=0) >= agree
             cond &= ev.t - ev.t[0] >= s.min_history_hours * 3600
             cache[key] = cond
         rows = pages(ev, cond, s.rearm_hours * 3600, s.resolve_hours * 3600)

@@ -12,12 +12,15 @@ setting and the retention job's last run.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import os
 import signal
 import sys
 import textwrap
+import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -238,8 +241,11 @@ def configure_logging(level: str) -> None:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
-async def run_service(config: Config, engine: Engine) -> None:
-    """Run the service until SIGINT or SIGTERM; a second signal exits at once."""
+async def run_service(config: Config, engine: Engine,
+                      on_stopped: Callable[[], None] | None = None) -> None:
+    """Run the service until SIGINT or SIGTERM; a second signal exits at once.
+    *on_stopped* is called once the service has stopped (``monitor run``: the exit
+    watchdog)."""
     from monitor.wiring import build_service  # the service pulls in every stage
 
     stop = asyncio.Event()
@@ -266,6 +272,32 @@ async def run_service(config: Config, engine: Engine) -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        if on_stopped is not None:
+            on_stopped()
+
+
+EXIT_WATCHDOG = 5.0  # seconds from "stopped" to the process's exit, at most
+
+
+def _exit_watchdog(after: float) -> None:
+    """Exit *after* s from now if the process is still there (the service has stopped).
+
+    Everything is committed by then; what is left is ``asyncio.run``'s final
+    cancellation, the default executor's threads and the interpreter's own exit,
+    all unbounded: a library task or thread that never ends (a lost cancellation in
+    a connection pool) would keep a stopped process alive forever. The stacks of
+    every thread go to stderr first, so the cause can be found.
+    """
+    def fire() -> None:
+        log.warning("still running %.0fs after stopping: exiting now (threads: %s)", after,
+                    ", ".join(t.name for t in threading.enumerate()))
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        sys.stderr.flush()
+        os._exit(0)
+
+    timer = threading.Timer(after, fire)
+    timer.daemon = True  # a process that exits on its own does not wait for it
+    timer.start()
 
 
 def register(app: typer.Typer) -> None:
@@ -283,7 +315,8 @@ def register(app: typer.Typer) -> None:
         with exclusive_run(cfg.database.url):
             engine = open_store(cfg, migrate_schema=True)
             try:
-                asyncio.run(run_service(cfg, engine))
+                asyncio.run(run_service(cfg, engine,
+                                        on_stopped=lambda: _exit_watchdog(EXIT_WATCHDOG)))
             finally:
                 engine.dispose()
 

@@ -23,6 +23,8 @@ NAB = REPO.parent / "shared" / "data" / "nab_realtweets"
 pytestmark = pytest.mark.long
 
 
+# the search (21,600 settings, then the low-volume filter) takes about 4 CPU-minutes
+@pytest.mark.timeout(1800)
 def test_nab_out_of_sample_quality_does_not_regress() -> None:
     """The spike rule scored only on NAB files its parameters were not chosen on (README)."""
     other = NAB.parent / "nab_other"
@@ -38,12 +40,13 @@ def test_nab_out_of_sample_quality_does_not_regress() -> None:
         check=True,
     )
     figures = json.loads(result.stdout.strip().splitlines()[-1])
-    # out-of-sample floors a little under the measured 51.4 / 32.6 / 33.9 (README); the
-    # in-sample figures are not floored: they say nothing about unseen series
-    assert figures["score_tweets_public"] >= 48.0
-    assert figures["score_nab_other"] >= 29.0
-    assert figures["score_loco"] >= 30.0
-    assert figures["both_score_loco"] >= 43.0  # the same detector judging drops too
+    # out-of-sample floors a little under the measured 70.3 / 33.1 / 41.9 (README; the
+    # detector before two windows had to agree: 51.4 / 32.6 / 33.9); the in-sample
+    # figures are not floored: they say nothing about unseen series
+    assert figures["score_tweets_public"] >= 67.0
+    assert figures["score_nab_other"] >= 30.0
+    assert figures["score_loco"] >= 39.0
+    assert figures["both_score_loco"] >= 47.0  # the same detector judging drops too
     # the shipped defaults are what the documented procedure picks, and the service's
     # own path (is_spike + lifecycle.step) gives exactly the scored detections
     assert figures["defaults_agree"] == 1.0

@@ -16,12 +16,17 @@ one job per host waits in the queue, however many rounds pass.
   is read from ``cluster_hosts`` into the process's
   :class:`~monitor.sources.ratelimit.HostBudget` when the job starts and written
   back when it ends, so a 429 seen by one process holds back the next.
-* **Crashes.** Each worker heartbeats in ``procrastinate_workers``; the
-  scheduler hands a job whose worker has been silent for two leases back to the
-  queue (``retry_job``), or fails it when the host already has a job waiting,
-  which frees the host's lock either way. A round also marks its host busy in
-  ``cluster_hosts`` until it ends (or two leases pass), so a job handed on while
-  its starved worker still polls skips the round instead of polling alongside.
+* **Crashes.** A round holds its host in ``cluster_hosts`` for a lease
+  (``busy_until``), renewed every lease/3 while it runs; each worker heartbeats
+  in ``procrastinate_workers`` every lease/3 too. The scheduler hands a job whose
+  worker has been silent for a lease back to the queue (procrastinate's
+  ``retry_job``; checked every lease/4), or fails it when the host already has a
+  job waiting, which frees the host's lock either way; the job that comes next
+  claims the host as soon as the dead holder's lease on it runs out. So a killed
+  process's hosts are polled elsewhere about a lease after its last renewal
+  (within two leases, whatever the timing). A process that cannot renew its hold
+  on a host (starved, cut off) stops that round by itself before the lease runs
+  out, so a host handed on is never polled by two processes at once.
 * **Capacity.** Each process runs ``cluster.concurrency`` host jobs at once: the
   per-process cap (a stand-in for one machine's network budget).
 """
@@ -47,7 +52,14 @@ from monitor.locks import RoleLock
 from monitor.models import StreamKey
 from monitor.sources.http import HttpClient
 from monitor.sources.protocols import PolledSource
-from monitor.store.cluster import claim_host, due_hosts, ensure_hosts, release_host
+from monitor.store.cluster import (
+    HostState,
+    claim_host,
+    due_hosts,
+    ensure_hosts,
+    release_host,
+    renew_hosts,
+)
 
 __all__ = ["HostJobs", "conninfo"]
 
@@ -84,10 +96,18 @@ class HostJobs:
         self._known: set[str] = set()  # hosts with a cluster_hosts row
         self.stopping = asyncio.Event()  # set by stop(): no new rounds
         self.scheduler_task: asyncio.Task[None] | None = None
+        self.hold_task: asyncio.Task[None] | None = None
+        self.worker_task: asyncio.Task[None] | None = None
+        # host → the task polling its round here (renewed by _hold, cancelled on a loss)
+        self._rounds: dict[str, asyncio.Task[None]] = {}
+        self._held_until: dict[str, float] = {}  # host → monotonic time its hold surely lasts
         self.app = procrastinate.App(connector=procrastinate.PsycopgConnector(
             # the jobs run on the service's own engine; this pool only carries the
-            # engine's queries (fetch, finish, defer, heartbeat) and its LISTEN
-            conninfo=conninfo(engine), min_size=1, max_size=4,
+            # engine's queries (fetch and finish per job, defer, heartbeat): a
+            # connection per running job and two spare, so none waits for one (a task
+            # cancelled while it waits for a pool connection can lose the
+            # cancellation, psycopg/psycopg#1345: one way a stop could hang)
+            conninfo=conninfo(engine), min_size=1, max_size=min(10, 2 + settings.concurrency),
             kwargs={"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 1,
                     "keepalives_count": 3}))
         self.task = self.app.task(name=TASK, queue=QUEUE)(self._job)
@@ -130,24 +150,40 @@ class HostJobs:
     # ------------------------------------------------------------------ running
 
     async def run(self) -> None:
-        """Open the engine and run the worker and the scheduler until cancelled."""
+        """Open the engine and run the worker and the scheduler until stopped.
+
+        :meth:`stop` ends all three on their own (the worker after the rounds in hand,
+        which a stop cuts short), so the job engine's pool is closed before the
+        service's grace runs out: a worker left to ``asyncio.run``'s final
+        cancellation could keep the process from exiting (see :meth:`stop`).
+        """
         async with self.app.open_async():
             lease = self.settings.lease_seconds
             self.worker = Worker(
                 self.app, queues=[QUEUE], name=self.member,
                 concurrency=self.settings.concurrency, install_signal_handlers=False,
-                # a worker silent for a lease has its jobs handed on (_recover_stalled);
-                # its row is only deleted (when a worker starts) after far longer, since a
-                # live worker whose row is gone could not take jobs any more
-                update_heartbeat_interval=max(0.1, lease / 5),
+                # a worker silent for a lease has its jobs handed on (_recover_stalled):
+                # a heartbeat every lease/3 (three missed, as for the member row); its row
+                # is only deleted (when a worker starts) after far longer, since a live
+                # worker whose row is gone could not take jobs any more
+                update_heartbeat_interval=max(0.1, lease / 3),
                 stalled_worker_timeout=max(30.0, 10 * lease),
-                fetch_job_polling_interval=max(0.2, min(lease / 2, 5.0)),
-                delete_jobs="successful", shutdown_graceful_timeout=self.grace)
+                # a job handed back (retry_job) sends no notification: look every lease/4
+                fetch_job_polling_interval=max(0.1, min(lease / 4, 5.0)),
+                # well inside the service's grace: the worker always ends before it does
+                delete_jobs="successful", shutdown_graceful_timeout=self.grace / 3)
             async with asyncio.TaskGroup() as group:
-                group.create_task(self.worker.run(),  # type: ignore[no-untyped-call]
-                                  name="cluster-worker")
+                self.worker_task = group.create_task(self._work(self.worker),
+                                                     name="cluster-worker")
                 self.scheduler_task = group.create_task(self._schedule(),
                                                         name="cluster-scheduler")
+                self.hold_task = group.create_task(self._hold(), name="cluster-hold")
+
+    async def _work(self, worker: Worker) -> None:
+        # Worker.run() forgets a stop() made before it started (it clears its stop
+        # event first thing): a stop that came first is seen here, in the same step
+        if not self.stopping.is_set():
+            await worker.run()  # type: ignore[no-untyped-call]
 
     @property
     def worker_id(self) -> int | None:
@@ -168,14 +204,14 @@ class HostJobs:
             try:
                 if await asyncio.to_thread(self.scheduler.held):
                     await self._defer_due()
-                    if time.monotonic() - last_janitor >= self.settings.lease_seconds / 2:
+                    if time.monotonic() - last_janitor >= self.settings.lease_seconds / 4:
                         last_janitor = time.monotonic()
                         await self._recover_stalled()
                 else:
                     self._deferred.clear()  # a new term starts from the table
-                    # standing by: try the role again every lease/2, not every tick
+                    # standing by: try the role again every lease/3, not every tick
                     # (each try is a connection of its own)
-                    tick = self.settings.lease_seconds / 2
+                    tick = self.settings.lease_seconds / 3
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -186,13 +222,51 @@ class HostJobs:
                 await asyncio.wait_for(self.stopping.wait(), tick)
 
     def _stalled_after(self) -> float:
-        """Seconds without a heartbeat after which a worker's host jobs are handed on.
+        """Seconds without a heartbeat after which a worker's host jobs are handed on:
+        a lease (three heartbeats missed). A job handed on while its starved worker
+        still polls does not poll alongside: the host stays held in ``cluster_hosts``
+        until that worker's hold runs out, and a worker that cannot renew its hold
+        ends the round itself first (:meth:`_hold`)."""
+        return self.settings.lease_seconds
 
-        Two leases (ten heartbeats): a worker starved of CPU for a moment must not lose
-        its job while it still polls. A host's round is also busy in ``cluster_hosts``
-        for as long, so even a job handed on too early never polls the host twice at once.
+    async def _hold(self) -> None:
+        """Renew this process's hold on the hosts of its rounds every lease/3.
+
+        A round whose host was taken over (the hold ran out before a renewal got
+        through), or whose hold this process could not renew in time, is cancelled:
+        the lease on that host may be someone else's now.
         """
-        return 2 * self.settings.lease_seconds
+        lease = self.settings.lease_seconds
+        while not self.stopping.is_set():
+            hosts = [h for h, t in self._rounds.items() if not t.done()]
+            if hosts:
+                sent = time.monotonic()
+                try:
+                    kept = await asyncio.to_thread(renew_hosts, self.engine, self.member,
+                                                   hosts, lease)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.debug("host holds not renewed: %s", _describe(exc))
+                else:
+                    for host in kept:
+                        # the server's lease began after `sent`: this end errs on the safe side
+                        self._held_until[host] = sent + lease
+                    for host in set(hosts) - kept:
+                        self._lose(host, "taken over")
+                now = time.monotonic()
+                for host in hosts:
+                    # two renewals missed: give up before the hold runs out
+                    if now > self._held_until.get(host, 0.0) - lease / 2:
+                        self._lose(host, "its hold could not be renewed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), lease / 3)
+
+    def _lose(self, host: str, why: str) -> None:
+        task = self._rounds.get(host)
+        if task is not None and not task.done():
+            log.warning("%s: round stopped (%s); another process polls it now", host, why)
+            task.cancel()
 
     def _every(self, host: str) -> float:
         streams = self.streams.get(host)
@@ -214,17 +288,22 @@ class HostJobs:
         now = time.monotonic()
         todo = [h for h in hosts if h in due
                 and now - self._deferred.get(h, -1e18) >= self._every(h)]
-        sem = asyncio.Semaphore(8)
-
-        async def defer(host: str) -> None:
-            async with sem:
-                # AlreadyEnqueued: its job waits for a worker already
+        if not todo:
+            return
+        # one statement for the whole round (hundreds of hosts: one round trip and one
+        # connection of the engine's small pool, not one each)
+        jobs = [self.task.configure(lock=h, queueing_lock=h).make_new_job(host=h)
+                for h in todo]
+        try:
+            await self.app.job_manager.batch_defer_jobs_async(jobs=jobs)
+        except pexc.AlreadyEnqueued:
+            # one of them got a waiting job since due_hosts looked: each on its own
+            for host in todo:
                 with contextlib.suppress(pexc.AlreadyEnqueued):
                     await self.task.configure(lock=host, queueing_lock=host).defer_async(
                         host=host)
-                self._deferred[host] = now
-
-        await asyncio.gather(*(defer(h) for h in todo))
+        for host in todo:
+            self._deferred[host] = now
 
     async def _recover_stalled(self) -> None:
         manager = self.app.job_manager
@@ -247,15 +326,24 @@ class HostJobs:
     async def _job(self, host: str) -> None:
         """One round of *host*: every polled stream of it, in this process."""
         streams = list(self.streams.get(host, {}).values())
-        if not streams:
+        if not streams or self.stopping.is_set():
             return
         jitter = max(src.jitter().total_seconds() for src, _ in streams)
         every = self._every(host) + (random.uniform(-jitter, jitter) if jitter else 0.0)
-        state = await asyncio.to_thread(claim_host, self.engine, host, self.member,
-                                        max(0.05, every), min(0.5, self._every(host) / 10),
-                                        self._stalled_after())
-        if state is None:
+        lease = self.settings.lease_seconds
+        for _ in range(3):
+            claimed = time.monotonic()
+            state = await asyncio.to_thread(claim_host, self.engine, host, self.member,
+                                            max(0.05, every), min(0.5, self._every(host) / 10),
+                                            lease)
+            if not isinstance(state, float) or state > lease or self.stopping.is_set():
+                break
+            # due, but a dead (or stopping) holder's lease on it has yet to run out:
+            # take it over then, not a whole interval later
+            await asyncio.sleep(state + 0.02)
+        if not isinstance(state, HostState):
             return  # polled this round already (a job deferred twice around a handover)
+        self._held_until[host] = claimed + lease
         self.recent[host] = time.monotonic()
         budget = self.http.budgets.of(host)
         if state.blocked_for:
@@ -264,23 +352,45 @@ class HostJobs:
             # the budget keeps this private; the slot the last process left must hold here
             slot = time.monotonic() + state.next_slot_in
             budget._next_start = max(budget._next_start, slot)
+        polls: asyncio.Future[list[None]] = asyncio.gather(
+            *(self.poll_one(src, stream) for src, stream in streams))
+        round_task = asyncio.ensure_future(_await(polls))
+        self._rounds[host] = round_task
         try:
-            await asyncio.gather(*(self.poll_one(src, stream) for src, stream in streams))
+            await round_task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the job itself is cancelled (_lose and stop cancel the round only)
         finally:
+            self._rounds.pop(host, None)
+            self._held_until.pop(host, None)
             self.recent[host] = time.monotonic()
             now = time.monotonic()
             blocked = budget._blocked_until - now
-            slot_left = budget._next_start - now
-            await asyncio.to_thread(release_host, self.engine, host,
+            slot_left = budget.next_free - now
+            await asyncio.to_thread(release_host, self.engine, host, self.member,
                                     blocked if blocked > 0 else None,
                                     slot_left if slot_left > 0 else None)
 
     def stop(self) -> None:
-        """No new rounds: the scheduler ends after the query in hand. The worker and
-        its running jobs are cancelled with the service's other tasks (a stop must
-        not wait for a stalled poll; what was stored is committed, the rest comes
-        again from the saved cursors)."""
+        """No new rounds; the rounds in hand are cut short (what was stored is
+        committed, the rest comes again from the saved cursors), so the worker ends
+        at once: it unregisters and the job engine's pool closes while the service
+        still waits. (Before, a busy worker outlived the service's stop: the service
+        gave up on it after its grace, which equalled the worker's own graceful
+        timeout, and left it to ``asyncio.run``'s unbounded final cancellation,
+        the likeliest cause of the hang seen once after "stopped".) The scheduler
+        ends after the query in hand."""
         self.stopping.set()
+        for task in self._rounds.values():
+            task.cancel()
+        if self.worker is not None:
+            self.worker.stop()  # type: ignore[no-untyped-call]
+
+
+async def _await(polls: asyncio.Future[list[None]]) -> None:
+    await polls
 
 
 def _describe(exc: BaseException) -> str:

@@ -65,9 +65,12 @@ class Cluster:
 
     async def stop(self, within: float) -> None:
         """End the scheduler and the renewals after the query each has in hand (the
-        scheduler role is given up); the worker is cancelled with the other tasks."""
+        scheduler role is given up) and the worker after the rounds in hand, cut
+        short; wait *within* s for them (the service then cancels what is left, and
+        the worker still ends within its own graceful timeout, a third of the grace)."""
         self.jobs.stop()
-        tasks = [t for t in (self.jobs.scheduler_task, self._member_task) if t is not None]
+        tasks = [t for t in (self.jobs.scheduler_task, self.jobs.hold_task,
+                             self.jobs.worker_task, self._member_task) if t is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=within)
 

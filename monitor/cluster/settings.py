@@ -21,8 +21,10 @@ _LEASE_MAX = timedelta(minutes=10)
 class ClusterSettings(BaseModel):
     """``lease``: how long a dead process keeps what it held (leadership, a host's
     running poll job, its ``cluster_members`` row). Leadership is re-tried every
-    ``lease/2``, each process renews its row every ``lease/3``, and a job of a
-    process without a heartbeat for ``lease`` is handed to another process.
+    ``lease/2``; each process renews its row, its worker's heartbeat and its hold on
+    the hosts it polls every ``lease/3``; a job of a process without a heartbeat for
+    ``lease`` is handed to another process, which polls the host once the hold runs
+    out (so within two leases of a crash).
     ``concurrency``: host poll jobs one process runs at once."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

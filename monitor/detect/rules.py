@@ -77,6 +77,8 @@ def spike_params(rule: SpikeRule) -> SpikeParams:
         min_z=rule.min_z,
         surprise=rule.surprise,
         novelty=rule.novelty,
+        agree=rule.agree,
+        agree_z=rule.agree_z,
         smooth=rule.smooth,
         windows=tuple(rule.windows),
         bucket=BUCKET,

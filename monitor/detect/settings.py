@@ -74,8 +74,10 @@ class SpikeRule(RuleSettings):
     are at least ``factor`` times the usual, at least ``min_posts`` per bucket
     and ``min_z`` deviations above it (the count model's tail: the exact
     Poisson tail of the window's total, or the tag's own noise when that is
-    wider), and when that deviation is rare for this tag: its tail
-    probability among the tag's own recent deviations is at most
+    wider), when ``agree`` windows in all meet those criteria (the others with
+    ``agree_z`` x ``min_z``: a lone 15-minute blip is not enough), and, if
+    ``surprise`` is set (default 0: off), when that deviation is rare for this
+    tag: its tail probability among the tag's own recent deviations is at most
     ``10 ** -surprise``. A tag with less than ``min_history`` of data is
     reported as "insufficient history" and never fires. The defaults were
     chosen on NAB's 53 public series by the procedure in the README
@@ -84,14 +86,18 @@ class SpikeRule(RuleSettings):
     """
 
     kind: Literal["spike"] = "spike"
-    factor: float = Field(default=2.5, gt=1.0)
+    factor: float = Field(default=2.0, gt=1.0)
     min_posts: float = Field(default=1.0, ge=0.0)
-    min_z: float = Field(default=3.0, gt=0.0)
-    surprise: float = Field(default=3.0, gt=0.0, le=30.0)
+    min_z: float = Field(default=3.5, gt=0.0)
+    surprise: float = Field(default=0.0, ge=0.0, le=30.0)  # 0: off
     smooth: int = Field(default=3, ge=1, le=288)
     windows: list[Duration] = Field(
         default_factory=lambda: [timedelta(hours=1), timedelta(hours=2), timedelta(hours=6)])
-    novelty: float | None = Field(default=None, ge=0.0)
+    novelty: float | None = Field(default=0.0, ge=0.0)  # sensor-like series only
+    # windows (of the shortest and ``windows``) that must each meet every criterion
+    agree: int = Field(default=2, ge=1, le=8)
+    # ... the others need only this fraction of min_z (1: all the full min_z)
+    agree_z: float = Field(default=0.75, gt=0.0, le=1.0)
     baseline_days: float = Field(default=14.0, ge=1.0, le=60.0)
     history_days: float = Field(default=7.0, ge=1.0, le=60.0)
     min_history: Duration = timedelta(hours=48)

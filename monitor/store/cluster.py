@@ -2,9 +2,11 @@
 
 ``cluster_members``: one row per live ``monitor run``, renewed every lease/3.
 ``cluster_hosts``: per polled platform host, who polled it last, when it is due
-next and the rate-limit state the last poll left (so the next process that polls
-the host starts where the last one stopped). Every time here is the database
-server's clock, so processes on machines whose clocks differ still agree.
+next, until when its round in progress is held (``busy_until``: a lease on the
+host, renewed every lease/3 by its holder) and the rate-limit state the last poll
+left (so the next process that polls the host starts where the last one stopped).
+Every time here is the database server's clock, so processes on machines whose
+clocks differ still agree.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = [
     "read_hosts",
     "read_members",
     "release_host",
+    "renew_hosts",
     "renew_member",
 ]
 
@@ -127,12 +130,13 @@ def due_hosts(engine: Engine) -> set[str]:
 
 
 def claim_host(engine: Engine, host: str, member: str, every: float, slack: float,
-               busy: float) -> HostState | None:
-    """Take this round of *host*: None when it is not due (within *slack* s) yet, or
-    another round of it is in progress (claimed less than *busy* s ago, not released).
+               busy: float) -> HostState | float | None:
+    """Take this round of *host* and hold it for *busy* s (renewed by :func:`renew_hosts`).
 
-    Sets the next round *every* s from now; the rate-limit state the last poll
-    left comes back as seconds from now.
+    Returns the rate-limit state the last poll left (seconds from now); ``None`` when
+    the host is not due (within *slack* s) yet; a float, the seconds until it may be
+    claimed, when it is due but another round of it is held (its holder's lease on it
+    runs out then, unless renewed). Sets the next round *every* s from now.
     """
     with engine.begin() as conn:
         row = conn.execute(text(
@@ -144,16 +148,32 @@ def claim_host(engine: Engine, host: str, member: str, every: float, slack: floa
             " RETURNING EXTRACT(EPOCH FROM blocked_until - now()),"
             " EXTRACT(EPOCH FROM next_slot - now())"),
             {"h": host, "m": member, "e": every, "s": slack, "b": busy}).first()
-    if row is None:
-        return None
+        if row is None:
+            held = conn.execute(text(
+                "SELECT EXTRACT(EPOCH FROM busy_until - now()) FROM cluster_hosts"
+                " WHERE host = :h AND next_due <= now() + make_interval(secs => :s)"
+                " AND busy_until > now()"), {"h": host, "s": slack}).scalar()
+            return None if held is None else max(0.0, float(held))
     blocked, slot = (None if v is None or float(v) <= 0 else float(v) for v in row)
     return HostState(blocked, slot)
 
 
-def release_host(engine: Engine, host: str, blocked_for: float | None,
+def renew_hosts(engine: Engine, member: str, hosts: Sequence[str], busy: float) -> set[str]:
+    """Hold *member*'s rounds of *hosts* *busy* s more; the hosts still held come back
+    (a host missing was taken over: the lease on it ran out before this renewal)."""
+    if not hosts:
+        return set()
+    with engine.begin() as conn:
+        return set(conn.execute(text(
+            "UPDATE cluster_hosts SET busy_until = now() + make_interval(secs => :b)"
+            " WHERE host = ANY(:hs) AND holder = :m AND busy_until > now()"
+            " RETURNING host"), {"hs": list(hosts), "m": member, "b": busy}).scalars())
+
+
+def release_host(engine: Engine, host: str, member: str, blocked_for: float | None,
                  next_slot_in: float | None) -> None:
-    """End *host*'s round; leave its rate-limit state (seconds from now; None: nothing
-    pending)."""
+    """End *member*'s round of *host*; leave its rate-limit state (seconds from now;
+    None: nothing pending). A round taken over meanwhile is not *member*'s to end."""
     with engine.begin() as conn:
         conn.execute(text(
             "UPDATE cluster_hosts SET busy_until = NULL,"
@@ -161,7 +181,8 @@ def release_host(engine: Engine, host: str, blocked_for: float | None,
             "   ELSE now() + make_interval(secs => CAST(:b AS float8)) END,"
             " next_slot = CASE WHEN CAST(:n AS float8) IS NULL THEN NULL"
             "   ELSE now() + make_interval(secs => CAST(:n AS float8)) END"
-            " WHERE host = :h"), {"h": host, "b": blocked_for, "n": next_slot_in})
+            " WHERE host = :h AND holder = :m"),
+            {"h": host, "m": member, "b": blocked_for, "n": next_slot_in})
 
 
 def read_hosts(engine: Engine) -> list[HostRow]:

@@ -20,18 +20,20 @@ from typing import Any
 
 import pytest
 import yaml
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 
 from monitor.config import Config
 from monitor.errors import ConfigError
 from monitor.locks import RoleLock
 from monitor.service import Service
 from monitor.store.cluster import (
+    HostState,
     claim_host,
     ensure_hosts,
     read_hosts,
     read_members,
     release_host,
+    renew_hosts,
 )
 from monitor.store.db import make_engine, migrate
 from monitor.store.schema import cluster_metadata, posts
@@ -129,20 +131,34 @@ def test_cluster_tables_match_their_models(pg: Engine) -> None:
 def test_a_host_round_is_claimed_once_and_its_budget_state_carries_over(pg: Engine) -> None:
     ensure_hosts(pg, ["h1:443", "h2:443"])
     first = claim_host(pg, "h1:443", "a", every=60, slack=0.1, busy=60)
-    assert first is not None and first.blocked_for is None and first.next_slot_in is None
+    assert isinstance(first, HostState)
+    assert first.blocked_for is None and first.next_slot_in is None
     # another process, the same round: not due again for a minute
     assert claim_host(pg, "h1:443", "b", every=60, slack=0.1, busy=60) is None
     hosts = cluster_metadata.tables["cluster_hosts"]
-    with pg.begin() as conn:  # due again, but the round in progress is not released yet
+    with pg.begin() as conn:  # due again, but the round in progress is still held by "a"
         conn.execute(hosts.update().values(next_due=func.now()))
-    assert claim_host(pg, "h1:443", "b", every=60, slack=0.1, busy=60) is None
-    release_host(pg, "h1:443", blocked_for=30.0, next_slot_in=0.5)
+    wait = claim_host(pg, "h1:443", "b", every=60, slack=0.1, busy=60)
+    assert isinstance(wait, float) and 58 < wait <= 60  # the seconds "a"'s hold has left
+    # "a" renews its hold; a renewal by another process renews nothing
+    assert renew_hosts(pg, "b", ["h1:443"], 90) == set()
+    assert renew_hosts(pg, "a", ["h1:443", "h2:443"], 90) == {"h1:443"}
+    wait = claim_host(pg, "h1:443", "b", every=60, slack=0.1, busy=60)
+    assert isinstance(wait, float) and 88 < wait <= 90
+    release_host(pg, "h1:443", "b", blocked_for=1.0, next_slot_in=None)  # not b's round
+    assert isinstance(claim_host(pg, "h1:443", "b", every=60, slack=0.1, busy=60), float)
+    release_host(pg, "h1:443", "a", blocked_for=30.0, next_slot_in=0.5)
     # released and due: whoever claims it gets the rate-limit state the last round left
     later = claim_host(pg, "h1:443", "b", every=60, slack=0.1, busy=60)
-    assert later is not None and later.blocked_for is not None
+    assert isinstance(later, HostState) and later.blocked_for is not None
     assert 28 < later.blocked_for <= 30 and later.next_slot_in is not None
     assert [(h.host, h.holder, h.polls) for h in read_hosts(pg)] == [
         ("h1:443", "b", 2), ("h2:443", None, 0)]
+    # a hold that ran out (its holder died) is free to claim at once
+    with pg.begin() as conn:
+        conn.execute(hosts.update().values(next_due=func.now(),
+                                           busy_until=func.now() - text("interval '1s'")))
+    assert isinstance(claim_host(pg, "h1:443", "c", every=60, slack=0.1, busy=60), HostState)
 
 
 def test_lease_settings_are_checked_in_one_line(tmp_path: Path) -> None:
@@ -258,8 +274,12 @@ async def test_kill_9_hands_the_hosts_and_the_jetstream_lead_over_within_the_lea
         await until(stored(24), 20, "the new leader to store the rest")
         await asyncio.sleep(1.0)
         assert stored(24)()
-        assert took_lead <= 2 * LEASE + 1.0, took_lead
-        assert took_hosts <= 3 * LEASE + 2.0, took_hosts
+        # the issue's bound: within two lease periods of the kill (a lease after the
+        # victim's last renewal, in practice)
+        print(f"kill -9: Jetstream lead taken in {took_lead:.2f}s, every host polled by the "
+              f"survivor in {took_hosts:.2f}s (lease {LEASE:g}s)")
+        assert took_lead <= 2 * LEASE, took_lead
+        assert took_hosts <= 2 * LEASE, took_hosts
         assert max(instances.peak_host_inflight.values()) == 1
         # `monitor status --cluster` lists the members: the survivor renews, the victim
         # is silent until it is forgotten

@@ -102,3 +102,23 @@ def test_the_benchmark_pager_is_the_service_lifecycle() -> None:
                 if said == "firing":
                     slow.append(i)
             assert fast_pages(ev, cond, rearm, resolve) == slow
+
+
+def test_two_windows_must_agree_a_lone_fifteen_minute_blip_does_not_page() -> None:
+    """NAB's tweet series page on short bursts that nobody labelled: with ``agree`` 2 a
+    15-minute blip (one window) stays quiet, while a rise held for an hour pages."""
+    rng = np.random.default_rng(3)
+    step_ = timedelta(minutes=5)
+    blip, rise = 288 * 9, 288 * 11
+    counts = rng.poisson(200.0, size=288 * 13).astype(float)
+    counts[blip:blip + 3] = np.round(counts[blip:blip + 3] * 2.0)  # 15 minutes at 2x
+    counts[rise:rise + 12] = np.round(counts[rise:rise + 12] * 2.0)  # an hour at 2x
+    fired: dict[int, list[int]] = {}
+    for agree in (1, 2):
+        detector = SpikeDetector(SpikeParams(agree=agree, factor=1.5, surprise=0.0, min_z=4.0))
+        fired[agree] = [i for i, n in enumerate(counts.tolist())
+                        if detector.update(START + i * step_, n).is_spike]
+    assert any(blip <= i < blip + 6 for i in fired[1])  # one window is enough for agree 1
+    assert not any(blip <= i < blip + 12 for i in fired[2])
+    assert any(rise <= i < rise + 12 for i in fired[2])
+    assert not [i for i in fired[2] if not rise <= i < rise + 24]
