@@ -247,6 +247,7 @@ class HostBudget:
         self.min_interval = min_interval
         self._lock = asyncio.Lock()
         self._next_start = 0.0  # monotonic time the next request may start
+        self._last_sent = -1e18  # monotonic time the last request really went out
         self._blocked_until = 0.0  # monotonic; set by a 429 or an exhausted window
         self._pace = 0.0  # extra spacing while the window runs low
         self._pace_until = 0.0
@@ -275,6 +276,22 @@ class HostBudget:
         if wait > 0:
             await asyncio.sleep(wait)
         return wait
+
+    async def space_out(self) -> None:
+        """Keep ``min_interval`` between requests as they really go out (call it
+        holding the concurrency slot). :meth:`reserve` plans start times; a request
+        that reaches its slot late (a slow answer before it, a lagging event loop)
+        would otherwise let the ones planned after it go out back to back."""
+        now = time.monotonic()
+        start = max(now, self._last_sent + self.min_interval)
+        self._last_sent = start
+        if start > now:
+            await asyncio.sleep(start - now)
+
+    @property
+    def next_free(self) -> float:
+        """Monotonic time the next request may go out (planned slot and real spacing)."""
+        return max(self._next_start, self._last_sent + self.min_interval)
 
     def observe(self, headers: HeaderLookup) -> Window | None:
         """Read the rate-limit headers; pace the rest of the window when it runs low."""

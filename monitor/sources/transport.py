@@ -36,7 +36,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Mapping
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,25 +79,52 @@ class _Failure:
 
 
 class EnvironmentProxies(httpx.AsyncBaseTransport):
-    """The real sockets, through ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` where the
-    environment sets them and ``NO_PROXY`` does not exempt the host.
+    """The real sockets: one small connection pool per host, through ``HTTPS_PROXY``/
+    ``HTTP_PROXY``/``ALL_PROXY`` where the environment sets them and ``NO_PROXY`` does
+    not exempt the host.
 
-    httpx reads these itself only when a client has no explicit transport; ours has
-    one, so without this a researcher behind an institution's proxy could not
-    collect at all.
+    httpx reads these proxy variables itself only when a client has no explicit
+    transport; ours has one, so without this a researcher behind an institution's
+    proxy could not collect at all.
+
+    Why a pool per host: one shared httpcore pool scans its whole connection list
+    for every request, so with a hundred hosts a quarter of a poll's CPU went to
+    that scan, and a shared keep-alive cap below the number of hosts closed and
+    reopened connections all the time. Here each host (scheme, host, port and
+    proxy) gets its own ``httpx.AsyncHTTPTransport``, made on first use.
+
+    A host pool caps neither its connections nor its idle ones. A live stream
+    holds its connection for hours outside the host's concurrency slot, so a
+    connection cap would make the host's polls wait behind its streams; and
+    httpcore (1.0.9) closes an idle connection whenever the pool holds more
+    connections *in all* than the keep-alive cap, so a cap at the concurrency would
+    close each poll's connection while a stream is open. A pool never holds more
+    connections than it had busy at once (the host's concurrency plus its live
+    streams), and idle ones close after *keepalive_expiry* as before. At most
+    *max_hosts* pools are kept: the least recently used one beyond that, and any
+    pool unused for longer than the expiry, is closed, though never under a
+    request still open (an evicted pool with an open stream is closed when the
+    stream ends).
     """
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, environ: Mapping[str, str] | None = None, *, max_hosts: int = 256,
+                 keepalive_expiry: float = 5.0) -> None:
         env = os.environ if environ is None else environ
         # lower case wins, as curl and urllib read them
         self._proxies = {name: env.get(f"{name}_proxy") or env.get(f"{name.upper()}_PROXY") or ""
                          for name in ("http", "https", "all")}
         self._no_proxy = env.get("NO_PROXY") or env.get("no_proxy") or ""
-        self._limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
-        # built now, not on the first request: making a transport loads the TLS
-        # context (tens of ms), which would otherwise land inside a budget slot
-        self._transports: dict[str | None, httpx.AsyncHTTPTransport] = {
-            None: httpx.AsyncHTTPTransport(limits=self._limits)}
+        self._limits = httpx.Limits(max_connections=None, max_keepalive_connections=None,
+                                    keepalive_expiry=keepalive_expiry)
+        # One TLS context for every pool, built now: loading it takes tens of ms,
+        # which per host would land inside a budget slot. Same settings as
+        # httpx's default (verify=True, SSL_CERT_FILE/SSL_CERT_DIR honoured).
+        self._tls = httpx.create_ssl_context()
+        self._max_hosts = max_hosts
+        self._expiry = keepalive_expiry
+        self._pools: OrderedDict[_PoolKey, _HostPool] = OrderedDict()  # least recent first
+        self._retired: set[_HostPool] = set()  # evicted, closed when their last request ends
+        self._next_sweep = 0.0
 
     def proxy_for(self, url: httpx.URL) -> str | None:
         """The proxy URL a request to *url* goes through, or None for a direct one."""
@@ -104,19 +133,115 @@ class EnvironmentProxies(httpx.AsyncBaseTransport):
             return None
         return proxy
 
-    def _transport(self, proxy: str | None) -> httpx.AsyncHTTPTransport:
-        found = self._transports.get(proxy)
-        if found is None:
-            found = httpx.AsyncHTTPTransport(limits=self._limits, proxy=proxy)
-            self._transports[proxy] = found
-        return found
+    @property
+    def hosts(self) -> int:
+        """Host pools currently kept (for tests)."""
+        return len(self._pools)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self._transport(self.proxy_for(request.url)).handle_async_request(request)
+        url = request.url
+        proxy = self.proxy_for(url)
+        pool, stale = self._checkout((proxy, url.scheme, url.host, url.port), proxy)
+        try:
+            await _close_all(stale)
+            response = await pool.transport.handle_async_request(request)
+        except BaseException:
+            await self._release(pool)
+            raise
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        # the request stays open until its body is closed (read to the end, or a stream ends)
+        response.stream = _Tracked(response.stream, lambda: self._release(pool))
+        return response
+
+    def _checkout(self, key: _PoolKey, proxy: str | None
+                  ) -> tuple[_HostPool, list[httpx.AsyncHTTPTransport]]:
+        """*key*'s pool, counted as in use, and the pools to close now (evicted or idle).
+
+        Synchronous, so no other request sees the pools half updated.
+        """
+        now = time.monotonic()
+        stale: list[httpx.AsyncHTTPTransport] = []
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = _HostPool(httpx.AsyncHTTPTransport(verify=self._tls, limits=self._limits,
+                                                      proxy=proxy))
+            self._pools[key] = pool
+            while len(self._pools) > self._max_hosts:
+                _, old = self._pools.popitem(last=False)
+                if old.open:
+                    self._retired.add(old)
+                else:
+                    stale.append(old.transport)
+        else:
+            self._pools.move_to_end(key)
+        pool.open += 1
+        pool.last_used = now
+        if now >= self._next_sweep:
+            # httpcore drops a pool's expired connections only when that pool is
+            # used again; a host polled rarely would keep its sockets meanwhile
+            self._next_sweep = now + self._expiry
+            for old_key, old in list(self._pools.items()):
+                if old.last_used > now - self._expiry:
+                    break  # the rest were used later (least recent first)
+                if not old.open:
+                    del self._pools[old_key]
+                    stale.append(old.transport)
+        return pool, stale
+
+    async def _release(self, pool: _HostPool) -> None:
+        pool.open -= 1
+        if not pool.open and pool in self._retired:
+            self._retired.discard(pool)
+            await _close_all([pool.transport])
 
     async def aclose(self) -> None:
-        for transport in self._transports.values():
+        pools = [*self._pools.values(), *self._retired]
+        self._pools.clear()
+        self._retired.clear()
+        await _close_all([pool.transport for pool in pools])
+
+
+_PoolKey = tuple[str | None, str, str, int | None]  # proxy, scheme, host, port
+
+
+class _HostPool:
+    """One host's transport, and how many of its requests are open (body not yet closed)."""
+
+    __slots__ = ("last_used", "open", "transport")
+
+    def __init__(self, transport: httpx.AsyncHTTPTransport) -> None:
+        self.transport = transport
+        self.open = 0
+        self.last_used = 0.0
+
+
+class _Tracked(httpx.AsyncByteStream):
+    """A response body that reports, once, when it is closed: its request is then over."""
+
+    def __init__(self, inner: httpx.AsyncByteStream,
+                 on_close: Callable[[], Awaitable[None]]) -> None:
+        self._inner = inner
+        self._on_close: Callable[[], Awaitable[None]] | None = on_close
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            on_close, self._on_close = self._on_close, None
+            if on_close is not None:
+                await on_close()
+
+
+async def _close_all(transports: list[httpx.AsyncHTTPTransport]) -> None:
+    for transport in transports:
+        try:
             await transport.aclose()
+        except Exception as exc:  # an idle pool that fails to close must not fail a request
+            log.debug("closing an idle connection pool failed: %r", exc)
 
 
 def _bypassed(host: str, no_proxy: str) -> bool:
@@ -214,6 +339,7 @@ class PoliteTransport(httpx.AsyncBaseTransport):
         without decoder is left to the caller: that is a stream.
         """
         async with budget.semaphore:
+            await budget.space_out()
             self.requests += 1
             response = await self._inner.handle_async_request(request)
             if read_body or response.status_code >= 400:
