@@ -294,8 +294,10 @@ BURST_POSTS = 30
 # fakes post every --new-every seconds spread over ~50 streams, so a stream can be quiet
 # for a quarter of an hour: a 10-minute flatline paged on healthy streams at start
 DEMO_RULES: list[dict[str, Any]] = [
+    # one window is enough here: the demo's burst is a single 5-minute bucket, which the
+    # default second agreeing window (an hour around it) would not confirm for minutes
     {"name": "spike", "kind": "spike", "labels": {"severity": "page"}, "factor": 3,
-     "min_posts": 5, "smooth": 1, "min_history": "1d", "for": "0m"},
+     "min_posts": 5, "smooth": 1, "min_history": "1d", "for": "0m", "agree": 1},
     {"name": "collector-silent", "kind": "flatline", "labels": {"severity": "page"},
      "silent_for": "45m"},
 ]
