@@ -391,6 +391,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     samples = generate(args.n, args.seed)
+    # other processes on the machine slow every figure down: say how busy it was
+    load_start = os.getloadavg()
+    print(f"load average at start: {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f} "
+          f"on {os.cpu_count()} cores")
     load = time.perf_counter()
     warm = Enricher.from_config(_config("sqlite://"))
     warm.enrich_many(s.post for s in generate(50, args.seed + 1))  # load both models once
@@ -462,7 +466,10 @@ def main(argv: list[str] | None = None) -> int:
         "posts_s_enrich_only": round(enrich, 1),
         "ratio_enrich_only_vs_vader": round(enrich / vader, 3),
         "import_workers": args.workers,
+        "load_avg_1m_start": round(load_start[0], 2),
         "load_avg_1m": round(os.getloadavg()[0], 2),
+        "load_avg_5m": round(os.getloadavg()[1], 2),
+        "cores": os.cpu_count() or 0,
     }
     for name, rate in imports.items():
         result[f"posts_s_{name}"] = round(rate, 1)

@@ -23,6 +23,7 @@ they save and the import stays in this process.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -238,6 +239,12 @@ def _in_order(parse: RecordParser, enricher: Enricher, dialect: str,
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                                initargs=(parse, enricher, dialect))
     pending: deque[Future[_Chunk]] = deque()
+    if forking:
+        # Everything allocated so far (models, lexicon, the caller's objects) is left out
+        # of garbage collection while the pool lives (the workers fork at the first
+        # submit): otherwise each worker's collections walk, and so copy page by page,
+        # the whole heap it shares with this process
+        gc.freeze()
     try:
         for chunk in chunks:
             pending.append(pool.submit(_work, chunk))
@@ -252,6 +259,8 @@ def _in_order(parse: RecordParser, enricher: Enricher, dialect: str,
                          "line, or use --workers 0") from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        if forking:
+            gc.unfreeze()
 
 
 def _text_size(raw: Record) -> int:

@@ -101,22 +101,27 @@ def _split(text: str) -> tuple[str, list[str], int]:
     Whitespace tokens, not a regex over the text: this runs on every post
     without a platform language, and splitting is several times cheaper.
     """
-    kept = [
-        token for token in text[: DETECT_CHARS * 2].split()
-        if token[0] not in _NOISE_START and "://" not in token and not token.startswith("www.")
-    ]
-    cleaned = " ".join(kept)[:DETECT_CHARS]
+    head = text[: DETECT_CHARS * 2]
+    tokens = head.split()
+    if "@" in head or "#" in head or "＃" in head or "://" in head or "www." in head:
+        tokens = [
+            token for token in tokens
+            if token[0] not in _NOISE_START and "://" not in token
+            and not token.startswith("www.")
+        ]
+    cleaned = " ".join(tokens)[:DETECT_CHARS]
     lowered = cleaned.lower()
     if "’" in lowered:
         lowered = lowered.replace("’", "'")
     words = [
-        word for word in (token.strip(_PUNCTUATION) for token in lowered.split())
-        if word.isalpha() or ("'" in word and word.replace("'", "").isalpha())
+        word for token in lowered.split()
+        if (word := token.strip(_PUNCTUATION)).isalpha()
+        or ("'" in word and word.replace("'", "").isalpha())
     ]
     letters = sum(map(len, words))
     if letters < TRUSTED_LETTERS and not cleaned.isascii():
         # scripts without spaces ("今日は。") have letters but no separate words
-        letters = sum(1 for ch in cleaned if ch.isalpha())
+        letters = sum(map(str.isalpha, cleaned))
     return cleaned, words, letters
 
 
@@ -141,8 +146,8 @@ def _is_english(word: str) -> bool:
 def _share(words: list[str]) -> float:
     if not words:
         return 0.0
-    is_english = _is_english
-    return sum(1 for word in words if is_english(word)) / len(words)
+    # map/sum: the loop stays in C (_is_english is an lru_cache hit for most words)
+    return sum(map(_is_english, words)) / len(words)
 
 
 def english_share(text: str) -> float:

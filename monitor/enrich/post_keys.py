@@ -36,7 +36,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 
-from monitor.enrich.privacy import AuthorKey
+from monitor.enrich.privacy import AuthorKey, hmac_sha256_hex
 
 __all__ = ["PostKeys", "is_bluesky_handle_ref", "is_post_pseudonym", "key_version",
            "original_key"]
@@ -111,13 +111,13 @@ class PostKeys:
 
     def stored(self, platform: str, key: str) -> str:
         """The key as stored: its pseudonym, or *key* itself when it already is one."""
-        if _STORED.fullmatch(key):
+        if key.startswith("pk") and _STORED.fullmatch(key):
             return key
         message = f"post\x00{platform}\x00{key}".encode("utf-8", "surrogatepass")
-        # hmac.digest: the one-shot C path, several times faster than hmac.new per key
-        value = hmac.digest(self._chain[0], message, "sha256").hex()
+        # the key's HMAC padding is hashed once per process, not once per post
+        value = hmac_sha256_hex(self._chain[0], message)
         for secret in self._chain[1:]:
-            value = hmac.digest(secret, value.encode("ascii"), "sha256").hex()
+            value = hmac_sha256_hex(secret, value.encode("ascii"))
         return f"pk{len(self._chain)}:{value}"
 
     def candidates(self, platforms: Iterable[str], key: str) -> set[str]:

@@ -18,9 +18,11 @@ ground truth.
 
 from __future__ import annotations
 
+import math
 import re
 import string
 import threading
+from itertools import compress
 
 from vaderSentiment.vaderSentiment import (
     BOOSTER_DICT,
@@ -29,6 +31,7 @@ from vaderSentiment.vaderSentiment import (
     NEGATE,
     SPECIAL_CASES,
     SentimentIntensityAnalyzer,
+    normalize,
     scalar_inc_dec,
 )
 
@@ -151,23 +154,34 @@ class FastAnalyzer(SentimentIntensityAnalyzer):  # type: ignore[misc]
             stripped if len(stripped := token.strip(_PUNCTUATION)) > 2 else token
             for token in text.split()
         ]
-        lower = [word.lower() for word in words]
-        upper = sum(1 for word in words if word.isupper())
-        is_cap_diff = 0 < len(words) - upper < len(words)
+        n = len(words)
+        if text.isascii():
+            # one lower() for the whole text: ASCII lower-casing maps character to
+            # character, so this is each word lower-cased (and no word holds a space)
+            lower = " ".join(words).lower().split()
+        else:
+            lower = [word.lower() for word in words]
         lexicon: dict[str, float] = self.lexicon
-        sentiments: list[float] = []
-        last = len(words) - 1
-        for i, item_lower in enumerate(lower):
-            if item_lower in BOOSTER_DICT or (i < last and item_lower == "kind"
-                                              and lower[i + 1] == "of"):
-                sentiments.append(0)
-            elif item_lower in lexicon:
-                sentiments.append(self._valence(words, lower, is_cap_diff, i))
-            else:
-                sentiments.append(0)
-        sentiments = _but_check(lower, sentiments)
-        result: dict[str, float] = self.score_valence(sentiments, text)
-        return result
+        # the words VADER scores, found with C-level loops: most words are in no lexicon
+        hits = list(compress(range(n), map(lexicon.__contains__, lower)))
+        sentiments: list[float] = [0] * n
+        if hits:
+            upper = sum(map(str.isupper, words))
+            is_cap_diff = 0 < n - upper < n
+            last = n - 1
+            for i in hits:
+                item_lower = lower[i]
+                if item_lower in BOOSTER_DICT or (i < last and item_lower == "kind"
+                                                  and lower[i + 1] == "of"):
+                    continue  # a modifier, not scored itself (stays 0)
+                sentiments[i] = self._valence(words, lower, is_cap_diff, i)
+        if "but" in lower:
+            sentiments = _but_check(lower, sentiments)
+            scored = sentiments
+        else:
+            # every other place holds the int 0: only the hits can be non-zero
+            scored = [sentiments[i] for i in hits]
+        return _score_valence(sentiments, scored, text)
 
     def _valence(self, words: list[str], lower: list[str], is_cap_diff: bool, i: int) -> float:
         """``sentiment_valence`` for lexicon word *i*, reading the pre-lower-cased words."""
@@ -218,6 +232,50 @@ def _but_check(lower: list[str], sentiments: list[float]) -> list[float]:
                 sentiments.pop(si)
                 sentiments.insert(si, sentiment * 1.5)
     return sentiments
+
+
+def _score_valence(sentiments: list[float], scored: list[float],
+                   text: str) -> dict[str, float]:
+    """``SentimentIntensityAnalyzer.score_valence``, same operations in the same order.
+
+    *scored*: the entries of *sentiments* that may be non-zero, in order (the rest
+    are 0: they add nothing to the sums and count as neutral).
+    """
+    if not sentiments:
+        return {"neg": 0.0, "neu": 0.0, "pos": 0.0, "compound": 0.0}
+    sum_s = float(sum(sentiments))
+    # punctuation emphasis: up to 4 "!" at 0.292, and 2-3 "?" at 0.18 or 4+ at 0.96
+    ep_count = min(text.count("!"), 4)
+    qm_count = text.count("?")
+    qm_amplifier: float = 0
+    if qm_count > 1:
+        qm_amplifier = qm_count * 0.18 if qm_count <= 3 else 0.96
+    punct_emph_amplifier = ep_count * 0.292 + qm_amplifier
+    if sum_s > 0:
+        sum_s += punct_emph_amplifier
+    elif sum_s < 0:
+        sum_s -= punct_emph_amplifier
+    compound = normalize(sum_s)
+    pos_sum = 0.0
+    neg_sum = 0.0
+    moved = 0
+    for sentiment_score in scored:
+        if sentiment_score > 0:
+            pos_sum += float(sentiment_score) + 1  # stock VADER's compensation for neutrals
+            moved += 1
+        elif sentiment_score < 0:
+            neg_sum += float(sentiment_score) - 1
+            moved += 1
+    neu_count = len(sentiments) - moved
+    if pos_sum > math.fabs(neg_sum):
+        pos_sum += punct_emph_amplifier
+    elif pos_sum < math.fabs(neg_sum):
+        neg_sum -= punct_emph_amplifier
+    total = pos_sum + math.fabs(neg_sum) + neu_count
+    return {"neg": round(math.fabs(neg_sum / total), 3),
+            "neu": round(math.fabs(neu_count / total), 3),
+            "pos": round(math.fabs(pos_sum / total), 3),
+            "compound": round(compound, 4)}
 
 
 _lock = threading.Lock()

@@ -51,6 +51,7 @@ _DROP_OPEN = re.compile(f"(?i)<(?:{'|'.join(_DROP_TAGS)})")
 
 # whitespace that is not already a single space (a single space needs no rewrite)
 _SPACE_RUN = re.compile(r"[\t\n\r\f\v][ \t\n\r\f\v]*| [ \t\n\r\f\v]+")
+_OTHER_SPACES = ("\n", "\t", "\r", "\f", "\v")  # what _SPACE_RUN rewrites, with "  "
 
 # Where a hashtag may start (Mastodon's HASHTAG_RE: not after a word character,
 # '/' or ')'); '&' keeps '&#39;' out, '#' keeps '##x' to one tag at most.
@@ -137,7 +138,11 @@ def html_to_text(html: str) -> str:
 def _assemble(marked: str) -> str:
     """Collapse HTML whitespace, then turn the break markers into newlines."""
     paragraphs = []
-    for block in _SPACE_RUN.sub(" ", marked).split(_BLOCK):
+    # most posts' text nodes hold single spaces only (their breaks are <p>/<br>
+    # markers): then the collapsing regex, which scans every character, changes nothing
+    if "  " in marked or any(space in marked for space in _OTHER_SPACES):
+        marked = _SPACE_RUN.sub(" ", marked)
+    for block in marked.split(_BLOCK):
         if _BR in block:
             block = "\n".join(line.strip() for line in block.split(_BR))
         block = block.strip()

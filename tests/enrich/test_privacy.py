@@ -114,3 +114,13 @@ def test_legacy_secret_path_is_beside_the_sqlite_file_and_never_the_working_dir(
 
 def test_repr_never_shows_the_key() -> None:
     assert "s3cret" not in repr(AuthorPolicy("hash", b"s3cret"))
+
+
+def test_prepared_hmac_equals_the_standard_library() -> None:
+    # hmac_sha256_hex hashes each key's padding once; the pseudonyms must not change
+    from monitor.enrich.privacy import hmac_sha256_hex
+
+    for key in (b"", b"k", b"x" * 64, b"y" * 65, bytes(range(200))):
+        for message in (b"", b"mastodon\x00alice@example.social", "é\x00😀".encode() * 40):
+            assert hmac_sha256_hex(key, message) == hmac.new(key, message,
+                                                             hashlib.sha256).hexdigest()
