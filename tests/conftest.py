@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,13 @@ PG_ADMIN_URL = os.environ.get(
     "MONITOR_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883
+
+# Many tests start `monitor` as a child process. Where PYTHONDONTWRITEBYTECODE is set
+# (it is on some machines), each child would compile every module it imports again;
+# a bytecode cache outside the working tree makes the second start onwards cheaper.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+os.environ.setdefault("PYTHONPYCACHEPREFIX",
+                      os.path.join(tempfile.gettempdir(), f"hashtag-monitor-pyc-{os.getuid()}"))
 
 
 def _reachable(host: str, port: int) -> bool:
