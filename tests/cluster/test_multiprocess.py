@@ -424,16 +424,10 @@ def test_three_processes_killed_and_restarted_store_and_send_everything_once(
 
 
 @pytest.mark.long
-@pytest.mark.timeout(600)
-def test_ten_kills_restarts_and_a_joiner(tmp_path: Path, smtp: SmtpServer) -> None:
-    outcome = run_scenario(MEDIUM, tmp_path, smtp)
-    check_deliveries(outcome, smtp)
-    check_logs(outcome.logs)
-
-
-@pytest.mark.long
 @pytest.mark.timeout(900)
-def test_long_run_of_kills_restarts_and_a_joiner(tmp_path: Path, smtp: SmtpServer) -> None:
-    outcome = run_scenario(LONG, tmp_path, smtp)
+@pytest.mark.parametrize("scenario", [MEDIUM, LONG], ids=["ten_kills", "long_run"])
+def test_kills_restarts_and_a_joiner(scenario: Scenario, tmp_path: Path,
+                                     smtp: SmtpServer) -> None:
+    outcome = run_scenario(scenario, tmp_path, smtp)
     check_deliveries(outcome, smtp)
     check_logs(outcome.logs)
