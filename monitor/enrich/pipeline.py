@@ -46,8 +46,6 @@ TEXT_MAX_CHARS = SENTIMENT_MAX_CHARS
 # how often (seconds) a running service looks for authors `monitor forget` added: their
 # posts may still be stored for this long after the command
 BLOCKLIST_REFRESH = 1.0
-# author pseudonyms an Enricher remembers (~200 bytes each) before starting afresh
-_KNOWN_AUTHORS = 100_000
 # HTML is cut before parsing, so the parser's cost is bounded too (markup is
 # rarely more than a few times its text)
 HTML_MAX_CHARS = 10 * TEXT_MAX_CHARS
@@ -108,7 +106,7 @@ class Enricher:
     """
 
     __slots__ = ("_authors", "_block_key", "_blocked", "_blocked_at", "_blocked_stamp",
-                 "_config", "_drops", "_engine", "_keep_urls", "_keys", "_known", "_languages",
+                 "_config", "_drops", "_engine", "_keep_urls", "_keys", "_languages",
                  "_score_undetected", "_store_text")
 
     def __init__(
@@ -131,8 +129,6 @@ class Enricher:
         self._blocked_stamp: tuple[int, datetime | None] = (0, None)
         self._blocked_at = float("-inf")  # time.monotonic() of the last look
         self._drops: Counter[tuple[str, str]] = Counter()
-        # (platform, author) -> pseudonym under authors: hash (see _author)
-        self._known: dict[tuple[str, str], str | None] = {}
         self._store_text = store_text
         self._languages = frozenset(
             lang for lang in (normalise_lang(code) for code in languages) if lang
@@ -310,47 +306,27 @@ class Enricher:
 
     def _scored(self, post: Post, text: str, tags: tuple[str, ...], lang: str | None,
                 sentiment: Sentiment | None, cut: bool = False) -> ScoredPost:
-        platform = post.platform
         author = post.author
-        if author is not None:
-            author = self._author(platform, author)
+        if isinstance(author, str) and self._authors.mode == "keep":
+            author = _storable(author)
         # a lone surrogate or NUL in a key, URL or tag (a JSON "\ud800" escape) made the
         # whole batch fail to store, over and over (found by tests/fuzz): made storable
         url = post.url if self._keep_urls else None
         key = _storable(post.key)
         return ScoredPost(
-            platform=platform,
-            key=self._keys.stored(platform, key) if self._keys is not None else key,
+            platform=post.platform,
+            key=self._keys.stored(post.platform, key) if self._keys is not None else key,
             created_at=post.created_at,
             url=_storable(url) if url else url,
-            author=author,
+            author=self._authors.apply(post.platform, author),
             text=text if self._store_text and text else None,
             lang=lang,
-            # an ASCII tag holds no surrogate, and no NUL once normalised (merge_tags)
-            tags=(tags if all(map(str.isascii, tags))
-                  else tuple(kept for t in tags if (kept := _storable(t)))),
+            tags=tuple(kept for t in tags if (kept := _storable(t))),
             is_repost=post.is_repost,
             sensitive=post.sensitive,
             sentiment=sentiment,
             text_truncated=cut,
         )
-
-    def _author(self, platform: str, author: str) -> str | None:
-        """``self._authors.apply`` (keep: made storable), pseudonyms remembered: the
-        same authors post again and again, and each pseudonym costs two HMACs."""
-        mode = self._authors.mode
-        if mode == "keep":
-            return _storable(author) if isinstance(author, str) else author
-        if mode == "drop":
-            return None
-        known = self._known
-        pseudonym = known.get((platform, author))
-        if pseudonym is None:
-            pseudonym = self._authors.apply(platform, author)
-            if len(known) >= _KNOWN_AUTHORS:
-                known.clear()  # bounded: a long import meets millions of authors
-            known[(platform, author)] = pseudonym
-        return pseudonym
 
     def enrich_many(self, posts: Iterable[Post]) -> list[ScoredPost]:
         """Posts enriched in order, same results as :meth:`enrich`; one output per input
@@ -383,10 +359,8 @@ class Enricher:
     def __getstate__(self) -> dict[str, object]:
         # for an import's worker processes: everything but the engine (theirs is the
         # parent's; they only enrich)
-        state = {name: (None if name in ("_engine", "_config") else getattr(self, name))
-                 for name in self.__slots__}
-        state["_known"] = {}  # a cache: not worth sending
-        return state
+        return {name: (None if name in ("_engine", "_config") else getattr(self, name))
+                for name in self.__slots__}
 
     def __setstate__(self, state: dict[str, object]) -> None:
         for name, value in state.items():

@@ -109,6 +109,17 @@ def hmac_sha256_hex(key: bytes, message: bytes) -> str:
     return str(outer.hexdigest())
 
 
+# the same authors post again and again, and each pseudonym costs an HMAC per key
+# version: remembered per process, bounded (a long import meets millions of authors)
+@functools.lru_cache(maxsize=100_000)
+def _pseudonym(chain: tuple[bytes, ...], platform: str, handle: str) -> str:
+    message = f"{platform}\x00{handle}".encode("utf-8", "surrogatepass")
+    value = hmac_sha256_hex(chain[0], message)
+    for key in chain[1:]:
+        value = hmac_sha256_hex(key, value.encode("ascii"))
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class AuthorKey:
     """The chain of keys of a database, oldest first; the last one is current."""
@@ -120,11 +131,7 @@ class AuthorKey:
         return fingerprint(self.chain[-1])
 
     def pseudonym(self, platform: str, handle: str) -> str:
-        message = f"{platform}\x00{handle}".encode("utf-8", "surrogatepass")
-        value = hmac_sha256_hex(self.chain[0], message)
-        for key in self.chain[1:]:
-            value = hmac_sha256_hex(key, value.encode("ascii"))
-        return value
+        return _pseudonym(self.chain, platform, handle)
 
     def __repr__(self) -> str:  # never shows a key
         return f"AuthorKey(fingerprint={self.fingerprint!r}, versions={len(self.chain)})"
